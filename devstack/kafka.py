@@ -1,0 +1,220 @@
+"""Apache Kafka in KRaft mode from its own Maven Central jars, on 127.0.0.1.
+
+One node is a combined controller+broker; ``brokers=3`` starts three combined nodes that form
+one quorum, for fault tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from devstack import tools
+from devstack.processes import DevstackError, free_port, spawn, tail, wait_for
+
+POM = Path(__file__).with_name("pom.xml")
+
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = STDOUT
+logger.statechange.name = state.change.logger
+logger.statechange.level = warn
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+"""
+
+
+@dataclass
+class KafkaNode:
+    node_id: int
+    port: int
+    controller_port: int
+    pid: int
+    directory: str
+
+    @property
+    def log(self) -> Path:
+        return Path(self.directory) / "server.log"
+
+
+def kafka_version() -> str:
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    if not match:
+        raise DevstackError(f"no kafka.version in {POM}")
+    return match.group(1)
+
+
+def ensure_jars(home: Path) -> Path:
+    """Download the broker's jars once; later calls reuse them (keyed by the pom's content)."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    libs = home / "cache" / f"kafka-{kafka_version()}-{digest}"
+    if (libs / ".complete").exists():
+        return libs
+    tools.ensure("java", "mvn")
+    print(f"devstack: fetching Apache Kafka {kafka_version()} jars from Maven Central", flush=True)
+    partial = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    result = subprocess.run(
+        [
+            "mvn",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={partial}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise DevstackError(f"maven could not fetch Kafka's jars:\n{result.stdout[-4000:]}")
+    jars = list(partial.glob("*.jar"))
+    print(f"devstack: {len(jars)} jars cached in {libs}", flush=True)
+    (partial / ".complete").write_text(digest)
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+    return libs
+
+
+def _java(libs: Path, *args: str, heap: str = "512m", log4j: Path | None = None) -> list[str]:
+    argv = ["java", f"-Xmx{heap}", f"-Xms{min(256, int(heap[:-1]))}m", "-XX:+UseG1GC"]
+    argv += ["-Djava.awt.headless=true"]
+    if log4j is not None:
+        argv.append(f"-Dlog4j2.configurationFile={log4j}")
+    return [*argv, "-cp", f"{libs}/*", *args]
+
+
+def start_cluster(
+    home: Path, *, brokers: int = 1, preferred_port: int | None = 9092
+) -> list[KafkaNode]:
+    """Format fresh storage for ``brokers`` combined nodes and start them."""
+    tools.ensure("java")
+    libs = ensure_jars(home)
+    root = home / "kafka"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    log4j = root / "log4j2.properties"
+    log4j.write_text(_LOG4J2)
+    ports = []
+    for index in range(brokers):
+        port = free_port(preferred_port + index if preferred_port else None)
+        controller = free_port()
+        ports.append((index + 1, port, controller))
+    voters = ",".join(f"{node}@127.0.0.1:{controller}" for node, _, controller in ports)
+    cluster_id = _cluster_id()
+    replication = min(3, brokers)
+    nodes = []
+    for node_id, port, controller in ports:
+        directory = root / f"node-{node_id}"
+        directory.mkdir()
+        config = directory / "server.properties"
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    f"node.id={node_id}",
+                    f"controller.quorum.voters={voters}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={directory / 'data'}",
+                    # Topics are declared by the services (locally) or by Strimzi (in
+                    # Kubernetes), never created as a side effect of a produce.
+                    "auto.create.topics.enable=false",
+                    "num.partitions=4",
+                    f"default.replication.factor={replication}",
+                    f"min.insync.replicas={max(1, replication - 1)}",
+                    f"offsets.topic.replication.factor={replication}",
+                    "offsets.topic.num.partitions=8",
+                    f"transaction.state.log.replication.factor={replication}",
+                    f"transaction.state.log.min.isr={max(1, replication - 1)}",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.segment.bytes=16777216",
+                    "",
+                ]
+            )
+        )
+        formatted = subprocess.run(
+            _java(
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                heap="256m",
+                log4j=log4j,
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if formatted.returncode != 0:
+            raise DevstackError(
+                f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}"
+            )
+        log = directory / "server.log"
+        pid = spawn(_java(libs, "kafka.Kafka", str(config), log4j=log4j), log_file=log)
+        nodes.append(KafkaNode(node_id, port, controller, pid, str(directory)))
+    return nodes
+
+
+def bootstrap_servers(nodes: list[KafkaNode]) -> str:
+    return ",".join(f"127.0.0.1:{node.port}" for node in nodes)
+
+
+def wait_ready(nodes: list[KafkaNode], *, timeout: float = 90.0) -> None:
+    """Wait until every broker is registered with the quorum and answers metadata requests."""
+    bootstrap = bootstrap_servers(nodes)
+
+    def ready() -> bool:
+        try:
+            return asyncio.run(_registered_brokers(bootstrap)) >= len(nodes)
+        except Exception:
+            return False
+
+    if not wait_for(ready, timeout=timeout, interval=0.5):
+        logs = "\n".join(f"--- {n.log}\n{tail(n.log)}" for n in nodes)
+        raise DevstackError(f"Kafka did not become ready in {timeout:.0f}s:\n{logs}")
+
+
+async def _registered_brokers(bootstrap: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        return len(cluster["brokers"])
+    finally:
+        await admin.close()
+
+
+def _cluster_id() -> str:
+    # KRaft wants a base64url-encoded 16-byte UUID, as `kafka-storage random-uuid` prints.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def as_dict(nodes: list[KafkaNode]) -> list[dict[str, object]]:
+    return [asdict(node) for node in nodes]
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m devstack.kafka` prints the version
+    print(kafka_version(), file=sys.stdout)

@@ -1,0 +1,214 @@
+"""The local stack as a whole: what runs where (``state.json``), bringing it up and down."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack import kafka, redis
+from devstack.processes import DevstackError, alive, free_port, spawn, stop, tail, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HOME = REPO_ROOT / ".devstack"
+
+
+@dataclass
+class AppProcess:
+    name: str
+    pid: int
+    port: int
+    log: str
+    namespace: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class StackState:
+    home: str
+    kafka_nodes: list[kafka.KafkaNode] = field(default_factory=list)
+    redis_server: redis.RedisServer | None = None
+    apps: list[AppProcess] = field(default_factory=list)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return kafka.bootstrap_servers(self.kafka_nodes)
+
+    @property
+    def redis_url(self) -> str:
+        if self.redis_server is None:
+            raise DevstackError("Redis is not running")
+        return self.redis_server.url
+
+    def backends_alive(self) -> bool:
+        return (
+            bool(self.kafka_nodes)
+            and all(alive(node.pid) for node in self.kafka_nodes)
+            and self.redis_server is not None
+            and alive(self.redis_server.pid)
+        )
+
+    def service_env(self, namespace: str) -> dict[str, str]:
+        """The KT_* environment that points the services at this stack."""
+        return {
+            "KT_NAMESPACE": namespace,
+            "KT_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KT_REDIS_URL": self.redis_url,
+        }
+
+
+def state_file(home: Path) -> Path:
+    return home / "state.json"
+
+
+def load(home: Path = DEFAULT_HOME) -> StackState:
+    path = state_file(home)
+    if not path.exists():
+        return StackState(home=str(home))
+    raw: dict[str, Any] = json.loads(path.read_text())
+    return StackState(
+        home=raw["home"],
+        kafka_nodes=[kafka.KafkaNode(**node) for node in raw.get("kafka_nodes", [])],
+        redis_server=redis.RedisServer(**raw["redis_server"]) if raw.get("redis_server") else None,
+        apps=[AppProcess(**app) for app in raw.get("apps", [])],
+    )
+
+
+def save(state: StackState) -> None:
+    home = Path(state.home)
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = state_file(home).with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    tmp.replace(state_file(home))
+
+
+def ensure_backends(home: Path = DEFAULT_HOME, *, brokers: int = 1) -> tuple[StackState, bool]:
+    """Kafka and Redis up and ready; reuses a running pair. Returns (state, started_here)."""
+    state = load(home)
+    if state.backends_alive() and len(state.kafka_nodes) == brokers:
+        return state, False
+    stop_all(state)
+    state = StackState(home=str(home))
+    state.redis_server = redis.start(home)
+    state.kafka_nodes = kafka.start_cluster(home, brokers=brokers)
+    save(state)
+    redis.wait_ready(state.redis_server)
+    kafka.wait_ready(state.kafka_nodes)
+    return state, True
+
+
+def start_api(
+    state: StackState,
+    *,
+    namespace: str,
+    port: int | None = None,
+    name: str = "api",
+    extra_env: dict[str, str] | None = None,
+) -> AppProcess:
+    port = port or free_port()
+    env = {**state.service_env(namespace), "KT_API_PORT": str(port), **(extra_env or {})}
+    return _start_app(state, name, ["-m", "services.api"], port, env, namespace)
+
+
+def start_worker(
+    state: StackState,
+    *,
+    namespace: str,
+    name: str = "worker",
+    extra_env: dict[str, str] | None = None,
+) -> AppProcess:
+    port = free_port()
+    env = {**state.service_env(namespace), "KT_WORKER_WEB_PORT": str(port), **(extra_env or {})}
+    return _start_app(state, name, ["-m", "services.worker"], port, env, namespace)
+
+
+def _start_app(
+    state: StackState, name: str, args: list[str], port: int, env: dict[str, str], namespace: str
+) -> AppProcess:
+    log = Path(state.home) / "logs" / f"{name}.log"
+    pid = spawn([sys.executable, *args], log_file=log, env=env, cwd=REPO_ROOT)
+    app = AppProcess(name=name, pid=pid, port=port, log=str(log), namespace=namespace)
+    state.apps = [a for a in state.apps if a.name != name] + [app]
+    save(state)
+    return app
+
+
+def wait_app_ready(app: AppProcess, *, timeout: float = 60.0) -> None:
+    """Wait until the process answers 200 on /readyz (Kafka and Redis reachable)."""
+
+    def ready() -> bool:
+        if not alive(app.pid):
+            raise DevstackError(f"{app.name} exited while starting:\n{tail(Path(app.log))}")
+        try:
+            with urllib.request.urlopen(f"{app.url}/readyz", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    if not wait_for(ready, timeout=timeout, interval=0.2):
+        raise DevstackError(f"{app.name} not ready after {timeout:.0f}s:\n{tail(Path(app.log))}")
+
+
+def stop_app(state: StackState, name: str, *, grace_seconds: float = 30.0) -> None:
+    for app in [a for a in state.apps if a.name == name]:
+        stop(app.pid, grace_seconds=grace_seconds)
+    state.apps = [a for a in state.apps if a.name != name]
+    save(state)
+
+
+def stop_all(state: StackState) -> None:
+    """Apps first (so workers commit while Kafka is still there), then Kafka, then Redis."""
+    for app in state.apps:
+        stop(app.pid)
+    for node in state.kafka_nodes:
+        stop(node.pid, grace_seconds=30)
+    if state.redis_server is not None:
+        stop(state.redis_server.pid)
+    state.apps, state.kafka_nodes, state.redis_server = [], [], None
+    if Path(state.home).exists():
+        save(state)
+
+
+def describe(state: StackState) -> list[tuple[str, str, str, str]]:
+    """(piece, running?, address, log) rows for `status` and `up`."""
+    rows = []
+    for node in state.kafka_nodes:
+        rows.append(
+            (
+                f"kafka node {node.node_id}",
+                _up(node.pid),
+                f"127.0.0.1:{node.port}",
+                short_path(node.log),
+            )
+        )
+    if state.redis_server:
+        server = state.redis_server
+        rows.append(("redis", _up(server.pid), server.url, short_path(server.log)))
+    for app in state.apps:
+        rows.append((app.name, _up(app.pid), app.url, short_path(app.log)))
+    return rows
+
+
+def short_path(path: str | Path) -> str:
+    resolved = Path(path)
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _up(pid: int) -> str:
+    return "running" if alive(pid) else "stopped"
+
+
+def environment_exports(state: StackState, namespace: str) -> str:
+    return "\n".join(f"export {k}={v}" for k, v in state.service_env(namespace).items())
+
+
+def default_namespace() -> str:
+    return os.environ.get("KT_NAMESPACE", "kt")

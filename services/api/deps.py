@@ -1,0 +1,29 @@
+"""What route handlers receive, as ``Annotated`` dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.api.publisher import TaskPublisher
+from services.core.catalog import Catalog
+from services.core.settings import Settings
+from services.core.store import TaskStore
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: TaskStore
+    publisher: TaskPublisher
+    catalog: Catalog
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,67 @@
+"""Publishes task messages to Kafka and waits for the broker's acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from services.core.errors import BackendUnavailableError
+from services.core.models import TaskMessage
+from services.core.settings import Settings
+
+
+class TaskPublisher:
+    """An idempotent, acks=all producer. Starts lazily so the API can run while Kafka is down
+    (it answers 503 and reports not-ready) and recovers on its own once Kafka is back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure_started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                    acks="all",
+                    enable_idempotence=True,
+                    request_timeout_ms=self._settings.kafka_request_timeout_ms,
+                    linger_ms=2,
+                )
+                try:
+                    await producer.start()
+                except (KafkaError, OSError) as exc:
+                    await producer.stop()
+                    raise BackendUnavailableError("kafka", str(exc) or type(exc).__name__) from exc
+                self._producer = producer
+            return self._producer
+
+    async def publish(self, topic: str, message: TaskMessage) -> None:
+        producer = await self._ensure_started()
+        timeout = self._settings.kafka_request_timeout_ms / 1000
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(
+                    topic, message.model_dump_json().encode(), key=str(message.id).encode()
+                ),
+                timeout=timeout,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            raise BackendUnavailableError(
+                "kafka", f"no acknowledgement from the broker ({type(exc).__name__})"
+            ) from exc
+
+    async def ready(self) -> bool:
+        try:
+            producer = await self._ensure_started()
+        except BackendUnavailableError:
+            return False
+        return bool(producer.client.cluster.brokers())
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -1,0 +1,42 @@
+"""The one error hierarchy of kafka-tasks.
+
+KafkaTasksError
+├── UnknownTaskError          a task name the catalog does not hold
+├── TaskNotFoundError         no record for that id (never existed, or expired)
+├── InvalidTransitionError    a write that the state table refuses (e.g. a terminal task)
+└── BackendUnavailableError   Kafka or Redis cannot be reached right now
+"""
+
+from __future__ import annotations
+
+
+class KafkaTasksError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class UnknownTaskError(KafkaTasksError):
+    def __init__(self, name: str, *, known: list[str]) -> None:
+        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(known)}")
+        self.name = name
+        self.known = known
+
+
+class TaskNotFoundError(KafkaTasksError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id}")
+        self.task_id = task_id
+
+
+class InvalidTransitionError(KafkaTasksError):
+    def __init__(self, task_id: str, *, current: str, requested: str) -> None:
+        super().__init__(f"task {task_id} is {current}; it cannot move to {requested}")
+        self.task_id = task_id
+        self.current = current
+        self.requested = requested
+
+
+class BackendUnavailableError(KafkaTasksError):
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend} is unavailable: {reason}")
+        self.backend = backend
+        self.reason = reason

@@ -1,0 +1,57 @@
+"""The task record kept in Redis and the message carried on Kafka."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from services.core.states import TaskState
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Progress(BaseModel):
+    percent: float = Field(ge=0, le=100)
+    message: str = ""
+    meta: dict[str, JsonValue] | None = None
+
+
+class TaskError(BaseModel):
+    type: str
+    """The exception's class name, e.g. ``ValueError``."""
+    message: str
+    traceback: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """A task's current state, as ``GET /tasks/<id>`` returns it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    task: str
+    status: TaskState
+    payload: dict[str, JsonValue]
+    progress: Progress | None = None
+    result: JsonValue = None
+    error: TaskError | None = None
+    attempts: int = 0
+    """How many times a worker has started this task."""
+    version: int = 0
+    """Raised by one on every state write; lets readers order what they see."""
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskMessage(BaseModel):
+    """What the API publishes to a task's topic: enough to run the task without Redis."""
+
+    id: UUID
+    task: str
+    payload: dict[str, Any]
+    submitted_at: datetime = Field(default_factory=utcnow)

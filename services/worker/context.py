@@ -1,0 +1,46 @@
+"""The context handed to task code: progress reports and the attempt number."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+from pydantic import JsonValue
+
+from services.core.models import Progress
+from services.core.states import TaskState
+from services.core.store import TaskStore
+
+
+class WorkerTaskContext:
+    def __init__(
+        self, store: TaskStore, task_id: UUID, attempt: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._store = store
+        self._task_id = task_id
+        self._attempt = attempt
+        self._loop = loop
+
+    @property
+    def task_id(self) -> str:
+        return str(self._task_id)
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    async def progress(
+        self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
+    ) -> None:
+        await self._store.transition(
+            self._task_id,
+            TaskState.PROGRESS,
+            progress=Progress(percent=percent, message=message, meta=meta),
+        )
+
+    def progress_sync(
+        self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
+    ) -> None:
+        """From a sync task running in the worker's thread pool."""
+        future = asyncio.run_coroutine_threadsafe(self.progress(percent, message, meta), self._loop)
+        future.result()

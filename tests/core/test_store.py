@@ -1,0 +1,118 @@
+"""The Redis state store against the real Redis started by the suite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from services.core.errors import InvalidTransitionError, TaskNotFoundError
+from services.core.models import Progress, TaskError
+from services.core.states import TaskState
+from services.core.store import TaskStore
+
+
+async def test_create_then_transitions_raise_the_version(store: TaskStore) -> None:
+    task_id = uuid.uuid4()
+    created = await store.create(task_id, "noop", {"echo": "x"})
+    assert (created.status, created.version, created.attempts) == (TaskState.PENDING, 1, 0)
+
+    started = await store.transition(
+        task_id, TaskState.PROGRESS, progress=Progress(percent=0), start_attempt=True
+    )
+    done = await store.transition(task_id, TaskState.COMPLETE, result=[1, {"a": []}])
+
+    assert (started.version, started.attempts) == (2, 1)
+    assert done.version == 3
+    assert done.result == [1, {"a": []}]
+    assert await store.get(task_id) == done
+
+
+async def test_terminal_task_refuses_every_write(store: TaskStore) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "fail", {})
+    await store.transition(
+        task_id, TaskState.FAILURE, error=TaskError(type="ValueError", message="x")
+    )
+    for target in TaskState:
+        with pytest.raises(InvalidTransitionError):
+            await store.transition(task_id, target)
+    assert (await store.get(task_id)).version == 2
+
+
+async def test_creating_twice_is_refused(store: TaskStore) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {})
+    with pytest.raises(InvalidTransitionError):
+        await store.create(task_id, "noop", {})
+
+
+async def test_missing_task_is_not_found(store: TaskStore) -> None:
+    with pytest.raises(TaskNotFoundError):
+        await store.get(uuid.uuid4())
+    with pytest.raises(TaskNotFoundError):
+        await store.transition(uuid.uuid4(), TaskState.PROGRESS)
+
+
+async def test_live_records_never_expire_and_terminal_ones_do(
+    store: TaskStore, redis_client: Redis
+) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {})
+    assert await redis_client.ttl(store.keys.record(task_id)) == -1
+    await store.transition(task_id, TaskState.COMPLETE, result=None)
+    ttl = await redis_client.ttl(store.keys.record(task_id))
+    assert 0 < ttl <= 60
+    assert 0 < await redis_client.ttl(store.keys.events(task_id)) <= 60
+
+
+async def test_follow_yields_current_state_then_every_write_until_terminal(
+    store: TaskStore,
+) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "sleep", {})
+    await store.transition(task_id, TaskState.PROGRESS, progress=Progress(percent=10))
+    seen: list[tuple[TaskState, int]] = []
+    first_read = asyncio.Event()
+
+    async def follow() -> None:
+        async for record in store.follow(task_id, block_ms=200):
+            if record is not None:
+                seen.append((record.status, record.version))
+                first_read.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(first_read.wait(), timeout=10)
+    await store.transition(task_id, TaskState.PROGRESS, progress=Progress(percent=50))
+    await store.transition(task_id, TaskState.COMPLETE, result=1)
+    await asyncio.wait_for(follower, timeout=10)
+
+    assert seen == [
+        (TaskState.PROGRESS, 2),
+        (TaskState.PROGRESS, 3),
+        (TaskState.COMPLETE, 4),
+    ]
+
+
+async def test_concurrent_writers_never_reopen_a_finished_task(store: TaskStore) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {})
+
+    async def write(state: TaskState) -> str:
+        try:
+            await store.transition(task_id, state)
+            return "ok"
+        except InvalidTransitionError:
+            return "refused"
+
+    outcomes = await asyncio.gather(
+        *(write(TaskState.PROGRESS) for _ in range(20)),
+        write(TaskState.COMPLETE),
+        *(write(TaskState.PROGRESS) for _ in range(20)),
+    )
+    final = await store.get(task_id)
+    assert final.status is TaskState.COMPLETE
+    # Every write that was accepted raised the version by exactly one.
+    assert final.version == 1 + outcomes.count("ok")
