@@ -1,25 +1,34 @@
-"""Builds the FastAPI application: routers, error handlers and the shared clients."""
+"""Builds the FastAPI application: routers, error handlers, middleware and shared clients."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from services.api.deps import Services
-from services.api.publisher import TaskPublisher
+from services.api.limits import BodySizeLimit
+from services.api.routes import catalog as catalog_routes
 from services.api.routes import health, tasks
+from services.api.security import ApiKeys, require_api_key
+from services.core import contract, metrics
 from services.core.catalog import Catalog
 from services.core.errors import BackendUnavailableError
 from services.core.kafka_topics import ensure_topics
 from services.core.logs import get_logger
+from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
 
 log = get_logger(__name__)
+
+# Room for the {"task": ..., "payload": ...} envelope around the largest allowed payload.
+ENVELOPE_BYTES = 4096
 
 
 def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
@@ -31,7 +40,10 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
         store = TaskStore(
-            redis, namespace=settings.namespace, result_ttl_seconds=settings.result_ttl_seconds
+            redis,
+            namespace=settings.namespace,
+            result_ttl_seconds=settings.result_ttl_seconds,
+            publish_deadline_seconds=settings.publish_deadline_seconds,
         )
         publisher = TaskPublisher(settings)
         if settings.declare_topics:
@@ -53,8 +65,30 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.include_router(tasks.router)
+    app.state.api_keys = ApiKeys(settings.all_api_keys())
+    if not app.state.api_keys.enabled:
+        log.warning("no API keys configured: the API accepts every request")
+    protected = [Depends(require_api_key)]
+    app.include_router(tasks.router, dependencies=protected)
+    app.include_router(catalog_routes.router, dependencies=protected)
     app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, limit=settings.max_payload_bytes + ENVELOPE_BYTES)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.HTTP_REQUEST_DURATION.labels(
+            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        return response
+
+    @app.get(contract.API_METRICS_PATH, include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(BackendUnavailableError)
     async def backend_unavailable(request: Request, error: BackendUnavailableError) -> JSONResponse:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.api.publisher import TaskPublisher
 from services.core.catalog import Catalog
+from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
 

@@ -26,6 +26,7 @@ class CatalogEntry(BaseModel):
     description: str
     payload_schema: dict[str, JsonValue]
     timeout_seconds: float | None
+    retry: dict[str, JsonValue]
 
 
 class Problem(BaseModel):

@@ -7,13 +7,50 @@ The API imports it to validate payloads and the worker to run them, so the two c
 from __future__ import annotations
 
 import inspect
+import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, get_type_hints
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from services.core.errors import UnknownTaskError
+
+_JITTER = random.Random()
+
+
+class RetryPolicy(BaseModel):
+    """When and how a failed attempt is tried again (Celery's autoretry_for / retry_backoff)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    """Attempts in all, the first included; 1 means no retry."""
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    """Delay before the second attempt; doubled for each later one."""
+    backoff_max_seconds: float = Field(default=300.0, ge=0)
+    jitter: bool = True
+    """Spread each delay uniformly over [delay/2, delay] so retries do not arrive in waves."""
+    retry_on: tuple[str, ...] = ("Exception",)
+    """Names of exception classes (or their bases) that retry; others fail at once."""
+
+    def delay_before(self, attempt: int, *, rng: random.Random | None = None) -> float:
+        """Seconds to wait before ``attempt`` (2 for the first retry)."""
+        delay = min(self.backoff_seconds * 2.0 ** max(attempt - 2, 0), self.backoff_max_seconds)
+        if self.jitter:
+            delay = (rng or _JITTER).uniform(delay / 2, delay)
+        return delay
+
+    def retries(self, error: BaseException, *, attempt: int) -> bool:
+        """Whether a failure of ``attempt`` with ``error`` is tried again."""
+        if attempt >= self.max_attempts:
+            return False
+        names = {cls.__name__ for cls in type(error).__mro__}
+        return any(name in names for name in self.retry_on)
+
+
+NO_RETRY = RetryPolicy()
 
 
 class TaskContext(Protocol):
@@ -23,7 +60,13 @@ class TaskContext(Protocol):
     def task_id(self) -> str: ...
 
     @property
-    def attempt(self) -> int: ...
+    def attempt(self) -> int:
+        """1 for the first run; raised for every retry and every redelivery."""
+        ...
+
+    async def cancelled(self) -> bool:
+        """Whether a client cancelled this task; progress() raises TaskCancelled by itself."""
+        ...
 
     def progress(
         self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
@@ -35,6 +78,11 @@ class TaskContext(Protocol):
         self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
     ) -> None: ...
 
+    def cancelled_sync(self) -> bool: ...
+
+
+TASK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+"""Task names become part of Kafka topic names and Kubernetes resource names."""
 
 TaskFunction = Callable[[Any, TaskContext], Any]
 
@@ -46,6 +94,7 @@ class TaskSpec:
     function: TaskFunction
     is_async: bool
     timeout_seconds: float | None = None
+    retry: RetryPolicy = NO_RETRY
     description: str = ""
 
 
@@ -56,10 +105,18 @@ class Catalog:
     _specs: dict[str, TaskSpec] = field(default_factory=dict)
 
     def task(
-        self, name: str | None = None, *, timeout_seconds: float | None = None
+        self,
+        name: str | None = None,
+        *,
+        timeout_seconds: float | None = None,
+        retry: RetryPolicy = NO_RETRY,
     ) -> Callable[[TaskFunction], TaskFunction]:
+        """Register a task; its first parameter's annotation is the payload model."""
+
         def register(function: TaskFunction) -> TaskFunction:
             task_name = name or function.__name__
+            if not TASK_NAME.fullmatch(task_name):
+                raise ValueError(f"task name {task_name!r} must match {TASK_NAME.pattern}")
             if task_name in self._specs:
                 raise ValueError(f"task {task_name!r} is registered twice")
             self._specs[task_name] = TaskSpec(
@@ -68,6 +125,7 @@ class Catalog:
                 function=function,
                 is_async=inspect.iscoroutinefunction(function),
                 timeout_seconds=timeout_seconds,
+                retry=retry,
                 description=inspect.getdoc(function) or "",
             )
             return function

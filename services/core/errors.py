@@ -4,7 +4,9 @@ KafkaTasksError
 ├── UnknownTaskError          a task name the catalog does not hold
 ├── TaskNotFoundError         no record for that id (never existed, or expired)
 ├── InvalidTransitionError    a write that the state table refuses (e.g. a terminal task)
-└── BackendUnavailableError   Kafka or Redis cannot be reached right now
+├── BackendUnavailableError   Kafka or Redis cannot be reached right now
+├── IdempotencyConflictError  an Idempotency-Key reused with a different request
+└── TaskCancelled             raised inside task code when its task was cancelled
 """
 
 from __future__ import annotations
@@ -40,3 +42,21 @@ class BackendUnavailableError(KafkaTasksError):
         super().__init__(f"{backend} is unavailable: {reason}")
         self.backend = backend
         self.reason = reason
+
+
+class IdempotencyConflictError(KafkaTasksError):
+    def __init__(self, key: str, *, task_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for task {task_id} with a different "
+            "request; use a new key for a new task"
+        )
+        self.key = key
+        self.task_id = task_id
+
+
+class TaskCancelled(KafkaTasksError):  # noqa: N818  (a signal, like asyncio.CancelledError)
+    """Raised into task code by a progress report or check once its task was cancelled."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} was cancelled")
+        self.task_id = task_id

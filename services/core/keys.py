@@ -23,3 +23,13 @@ class RedisKeys:
     def events(self, task_id: UUID | str) -> str:
         """Stream: one entry per state write (a full snapshot). Same TTL as the record."""
         return f"{self.prefix}task:{task_id}:events"
+
+    def idempotency(self, key: str) -> str:
+        """String "<task id> <request hash>" for an Idempotency-Key; ``result_ttl_seconds``."""
+        return f"{self.prefix}idempotency:{key}"
+
+    @property
+    def unconfirmed(self) -> str:
+        """Sorted set of PENDING task ids whose publication is not yet confirmed, scored by the
+        time after which the worker's sweeper fails them. No TTL; members leave on any write."""
+        return f"{self.prefix}unconfirmed"

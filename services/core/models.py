@@ -41,7 +41,9 @@ class TaskRecord(BaseModel):
     result: JsonValue = None
     error: TaskError | None = None
     attempts: int = 0
-    """How many times a worker has started this task."""
+    """How many times a worker has started this task (retries and redeliveries included)."""
+    retry_at: datetime | None = None
+    """When the next attempt is due (RETRY only)."""
     version: int = 0
     """Raised by one on every state write; lets readers order what they see."""
     created_at: datetime
@@ -55,3 +57,21 @@ class TaskMessage(BaseModel):
     task: str
     payload: dict[str, Any]
     submitted_at: datetime = Field(default_factory=utcnow)
+
+
+class ScheduledRetry(BaseModel):
+    """On the retry topic: a task message to put back on its topic once ``due_at`` passes."""
+
+    message: TaskMessage
+    due_at: datetime
+    attempt: int
+    """The attempt that failed."""
+
+
+class DeadLetter(BaseModel):
+    """On the dead-letter topic: a task that failed for good, with why."""
+
+    message: TaskMessage
+    error: TaskError
+    attempts: int
+    failed_at: datetime = Field(default_factory=utcnow)

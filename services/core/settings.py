@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import contract, topics
@@ -34,6 +35,14 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
 
+    api_keys: list[SecretStr] = []
+    """Accepted API keys (a JSON list); several at once so keys can be rotated. Empty: the API
+    is open (fine on 127.0.0.1, never in a cluster: infra always sets keys)."""
+    api_keys_file: Path | None = None
+    """A file with one API key per line (a mounted Secret), added to ``api_keys``."""
+    publish_deadline_seconds: Annotated[float, Field(gt=0)] = 300.0
+    """A PENDING task whose publication was never confirmed is failed after this long."""
+
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = contract.API_PORT
 
@@ -45,6 +54,11 @@ class Settings(BaseSettings):
     """Address of the worker's health and metrics server (0.0.0.0 in a container)."""
     worker_web_port: Annotated[int, Field(ge=1, le=65535)] = contract.WORKER_HEALTH_PORT
     worker_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    """On SIGTERM, how long running tasks may take to finish before the worker exits."""
+    worker_session_timeout_seconds: Annotated[float, Field(ge=3, le=300)] = 10.0
+    """How soon Kafka gives a dead worker's partitions to the others."""
+    worker_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
+    """How often a worker looks for PENDING tasks whose message was never published."""
 
     result_ttl_seconds: Annotated[int, Field(ge=1)] = 86_400
     """How long a record lives after reaching a terminal state (Celery's result_expires)."""
@@ -62,6 +76,13 @@ class Settings(BaseSettings):
     @cached_property
     def key_prefix(self) -> str:
         return topics.redis_key_prefix(self.namespace)
+
+    def all_api_keys(self) -> list[str]:
+        keys = [key.get_secret_value() for key in self.api_keys]
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text().splitlines()
+            keys += [line.strip() for line in lines if line.strip()]
+        return keys
 
     def task_topic(self, task_name: str) -> str:
         return topics.task_topic(self.namespace, task_name)

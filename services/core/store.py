@@ -6,7 +6,9 @@ raising the version, appending the event and setting the expiry are a single ato
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -19,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.core.errors import (
     BackendUnavailableError,
+    IdempotencyConflictError,
     InvalidTransitionError,
     TaskNotFoundError,
 )
@@ -45,37 +48,61 @@ def _lua_table(mapping: Mapping[TaskState, frozenset[TaskState]]) -> str:
 
 _TERMINAL_LUA = "{" + ", ".join(f"{s.value} = true" for s in sorted(TERMINAL_STATES)) + "}"
 
-# KEYS: record hash, event stream.
-# ARGV: mode ('create' | 'update'), new status, ttl once terminal, 1 to count an attempt,
-#       stream max length, then field/value pairs.
-# Returns {'ok', <flat record>} or {'exists' | 'missing' | 'refused', <current status>}.
-WRITE_SCRIPT: Final = f"""
+_COMMON_LUA = f"""
 local allowed = {_lua_table(TRANSITIONS)}
 local terminal = {_TERMINAL_LUA}
-local current = redis.call('HGET', KEYS[1], 'status')
-if ARGV[1] == 'create' then
-  if current then return {{'exists', current}} end
-else
-  if not current then return {{'missing', ''}} end
-  if not allowed[current][ARGV[2]] then return {{'refused', current}} end
+local function write(record, events, status, ttl, fields_from, maxlen)
+  redis.call('HSET', record, 'status', status)
+  for i = fields_from, #ARGV, 2 do
+    redis.call('HSET', record, ARGV[i], ARGV[i + 1])
+  end
+  redis.call('HINCRBY', record, 'version', 1)
+  local flat = redis.call('HGETALL', record)
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(flat))
+  if terminal[status] then
+    redis.call('EXPIRE', record, ttl)
+    redis.call('EXPIRE', events, ttl)
+  else
+    redis.call('PERSIST', record)
+    redis.call('PERSIST', events)
+  end
+  return flat
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-local flat = redis.call('HGETALL', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(flat))
-if terminal[ARGV[2]] then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-else
-  redis.call('PERSIST', KEYS[1])
-  redis.call('PERSIST', KEYS[2])
-end
-return {{'ok', flat}}
 """
+
+# KEYS: record, events, unconfirmed set, idempotency key ('' for none).
+# ARGV: ttl, stream max length, unconfirmed deadline, idempotency value, field/value pairs.
+# Returns {'ok', flat record} | {'exists', ''} | {'duplicate', idempotency value}.
+CREATE_SCRIPT: Final = (
+    _COMMON_LUA
+    + """
+if KEYS[4] ~= '' then
+  local previous = redis.call('GET', KEYS[4])
+  if previous then return {'duplicate', previous} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', ''} end
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[1]) end
+redis.call('ZADD', KEYS[3], ARGV[3], cjson.decode(ARGV[6]))  -- field 'id' comes first
+return {'ok', write(KEYS[1], KEYS[2], 'PENDING', ARGV[1], 5, ARGV[2])}
+"""
+)
+
+# KEYS: record, events, unconfirmed set.
+# ARGV: new status, ttl, stream max length, 1 to count an attempt, field/value pairs.
+# Returns {'ok', flat record} | {'missing', ''} | {'refused', current status}.
+UPDATE_SCRIPT: Final = (
+    _COMMON_LUA
+    + """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {'missing', ''} end
+if not allowed[current][ARGV[1]] then return {'refused', current} end
+if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+local id = redis.call('HGET', KEYS[1], 'id')
+-- Any write means the task's message was seen (or the task settled): the sweeper lets it be.
+redis.call('ZREM', KEYS[3], cjson.decode(id))
+return {'ok', write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], 5, ARGV[3])}
+"""
+)
 
 
 def _decode(value: bytes | str) -> str:
@@ -97,11 +124,20 @@ def _flat_to_mapping(flat: list[bytes]) -> dict[bytes | str, bytes | str]:
 class TaskStore:
     """Reads and writes task records. One instance per process, sharing one Redis pool."""
 
-    def __init__(self, redis: Redis, *, namespace: str, result_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        namespace: str,
+        result_ttl_seconds: int,
+        publish_deadline_seconds: float = 300.0,
+    ) -> None:
         self._redis = redis
         self._keys = RedisKeys(namespace)
         self._ttl = result_ttl_seconds
-        self._write = redis.register_script(WRITE_SCRIPT)
+        self._publish_deadline = publish_deadline_seconds
+        self._create = redis.register_script(CREATE_SCRIPT)
+        self._update = redis.register_script(UPDATE_SCRIPT)
 
     @property
     def keys(self) -> RedisKeys:
@@ -113,10 +149,21 @@ class TaskStore:
         except REDIS_ERRORS:
             return False
 
-    async def create(self, task_id: UUID, task: str, payload: dict[str, JsonValue]) -> TaskRecord:
-        """Store a new PENDING record."""
+    async def create(
+        self,
+        task_id: UUID,
+        task: str,
+        payload: dict[str, JsonValue],
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """Store a new PENDING record; returns (record, created).
+
+        With an ``idempotency_key`` already used for the same request, returns that earlier
+        task's record and False; used for a different request, raises IdempotencyConflictError.
+        """
         now = utcnow()
-        fields: dict[str, Any] = {
+        fields: dict[str, Any] = {  # 'id' first: the script reads it by position
             "id": str(task_id),
             "task": task,
             "payload": payload,
@@ -124,7 +171,45 @@ class TaskStore:
             "updated_at": now,
             "attempts": 0,
         }
-        return await self._run("create", task_id, TaskState.PENDING, fields)
+        request_hash = _request_hash(task, payload)
+        idempotency = self._keys.idempotency(idempotency_key) if idempotency_key else ""
+        args: list[Any] = [
+            self._ttl,
+            EVENTS_MAX_LEN,
+            time.time() + self._publish_deadline,
+            f"{task_id} {request_hash}",
+            *_encode_fields(fields),
+        ]
+        keys = [
+            self._keys.record(task_id),
+            self._keys.events(task_id),
+            self._keys.unconfirmed,
+            idempotency,
+        ]
+        outcome, detail = await self._guard(self._create(keys=keys, args=args))
+        outcome = _decode(outcome)
+        if outcome == "ok":
+            return record_from_fields(_flat_to_mapping(detail)), True
+        if outcome == "duplicate":
+            earlier_id, earlier_hash = _decode(detail).split(" ")
+            if earlier_hash != request_hash or idempotency_key is None:
+                raise IdempotencyConflictError(idempotency_key or "", task_id=earlier_id)
+            return await self.get(UUID(earlier_id)), False
+        raise InvalidTransitionError(str(task_id), current="PENDING", requested="PENDING")
+
+    async def confirm_published(self, task_id: UUID) -> None:
+        """The broker acknowledged the task's message: the sweeper must leave it alone."""
+        await self._guard(self._redis.zrem(self._keys.unconfirmed, str(task_id)))
+
+    async def unconfirmed_overdue(self, *, limit: int = 100) -> list[UUID]:
+        """PENDING tasks whose publication was never confirmed within the deadline."""
+        members = await self._guard(
+            self._redis.zrangebyscore(self._keys.unconfirmed, "-inf", time.time(), 0, limit)
+        )
+        return [UUID(_decode(member)) for member in members]
+
+    async def forget_unconfirmed(self, task_id: UUID) -> None:
+        await self._guard(self._redis.zrem(self._keys.unconfirmed, str(task_id)))
 
     async def transition(
         self,
@@ -134,6 +219,7 @@ class TaskStore:
         progress: Progress | None = None,
         result: JsonValue = None,
         error: TaskError | None = None,
+        retry_at: datetime | None = None,
         start_attempt: bool = False,
     ) -> TaskRecord:
         """Move a task to ``status``; refused (InvalidTransitionError) if the table forbids it."""
@@ -144,7 +230,22 @@ class TaskStore:
             fields["result"] = result
         if error is not None:
             fields["error"] = error.model_dump(mode="json")
-        return await self._run("update", task_id, status, fields, start_attempt=start_attempt)
+        fields["retry_at"] = retry_at
+        args: list[Any] = [
+            status.value,
+            self._ttl,
+            EVENTS_MAX_LEN,
+            int(start_attempt),
+            *_encode_fields(fields),
+        ]
+        keys = [self._keys.record(task_id), self._keys.events(task_id), self._keys.unconfirmed]
+        outcome, detail = await self._guard(self._update(keys=keys, args=args))
+        outcome = _decode(outcome)
+        if outcome == "ok":
+            return record_from_fields(_flat_to_mapping(detail))
+        if outcome == "missing":
+            raise TaskNotFoundError(str(task_id))
+        raise InvalidTransitionError(str(task_id), current=_decode(detail), requested=status.value)
 
     async def get(self, task_id: UUID) -> TaskRecord:
         fields = await self._guard(self._redis.hgetall(self._keys.record(task_id)))
@@ -152,11 +253,15 @@ class TaskStore:
             raise TaskNotFoundError(str(task_id))
         return record_from_fields(fields)
 
-    async def delete(self, task_id: UUID) -> None:
+    async def delete(self, task_id: UUID, *, idempotency_key: str | None = None) -> None:
         """Remove a record whose message never reached Kafka (no orphan PENDING records)."""
-        await self._guard(
-            self._redis.delete(self._keys.record(task_id), self._keys.events(task_id))
-        )
+        keys = [self._keys.record(task_id), self._keys.events(task_id)]
+        if idempotency_key:
+            keys.append(self._keys.idempotency(idempotency_key))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys)
+            pipe.zrem(self._keys.unconfirmed, str(task_id))
+            await self._guard(pipe.execute())
 
     async def follow(
         self, task_id: UUID, *, block_ms: int = 15_000
@@ -184,34 +289,23 @@ class TaskStore:
                 record = record_from_fields(entry_fields)
                 yield record
 
-    async def _run(
-        self,
-        mode: str,
-        task_id: UUID,
-        status: TaskState,
-        fields: dict[str, Any],
-        *,
-        start_attempt: bool = False,
-    ) -> TaskRecord:
-        args: list[Any] = [mode, status.value, self._ttl, int(start_attempt), EVENTS_MAX_LEN]
-        for name, value in fields.items():
-            args += [name, json.dumps(value, default=_json_default)]
-        keys = [self._keys.record(task_id), self._keys.events(task_id)]
-        outcome, detail = await self._guard(self._write(keys=keys, args=args))
-        outcome = _decode(outcome)
-        if outcome == "ok":
-            return record_from_fields(_flat_to_mapping(detail))
-        if outcome == "missing":
-            raise TaskNotFoundError(str(task_id))
-        raise InvalidTransitionError(
-            str(task_id), current=_decode(detail) or "nothing", requested=status.value
-        )
-
     async def _guard(self, awaitable: Any) -> Any:
         try:
             return await awaitable
         except REDIS_ERRORS as exc:
             raise BackendUnavailableError("redis", str(exc) or type(exc).__name__) from exc
+
+
+def _encode_fields(fields: dict[str, Any]) -> list[str]:
+    encoded: list[str] = []
+    for name, value in fields.items():
+        encoded += [name, json.dumps(value, default=_json_default)]
+    return encoded
+
+
+def _request_hash(task: str, payload: dict[str, JsonValue]) -> str:
+    canonical = json.dumps([task, payload], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _json_default(value: object) -> str:

@@ -6,7 +6,7 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
-from services.core.catalog import TaskContext
+from services.core.catalog import RetryPolicy, TaskContext
 from services.tasks import catalog
 
 
@@ -52,3 +52,27 @@ def fail(payload: FailPayload, ctx: TaskContext) -> None:
     """Raise, to show and test failure handling (a sync task: it runs in the thread pool)."""
     ctx.progress_sync(50, "about to fail")
     raise DemoTaskError(payload.message)
+
+
+class FlakyPayload(BaseModel):
+    fail_times: int = Field(default=1, ge=0, le=10, description="Attempts that fail first.")
+    hang_seconds: float = Field(
+        default=0, ge=0, le=60, description="Instead of raising, over-run the 2 s time limit."
+    )
+
+
+class FlakyError(RuntimeError):
+    """Raised by ``flaky`` on its first ``fail_times`` attempts."""
+
+
+@catalog.task(
+    timeout_seconds=2.0,
+    retry=RetryPolicy(max_attempts=3, backoff_seconds=0.5, retry_on=("FlakyError", "TimeoutError")),
+)
+async def flaky(payload: FlakyPayload, ctx: TaskContext) -> dict[str, int]:
+    """Fail (or over-run its time limit) on the first attempts, then succeed: shows retries."""
+    if ctx.attempt <= payload.fail_times:
+        if payload.hang_seconds:
+            await asyncio.sleep(payload.hang_seconds)
+        raise FlakyError(f"attempt {ctx.attempt} fails on purpose")
+    return {"succeeded_on_attempt": ctx.attempt}

@@ -7,12 +7,17 @@ from redis.asyncio import Redis
 
 from services.core.kafka_topics import ensure_topics
 from services.core.logs import configure
+from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.tasks import catalog
 from services.worker.app import create_worker_app
 from services.worker.dispatcher import Dispatcher
+from services.worker.retries import RetryScheduler
 from services.worker.runner import TaskRunner
+
+# Waiting retries cost a sleeping coroutine each; this only bounds memory.
+MAX_WAITING_RETRIES = 10_000
 
 
 def main() -> None:
@@ -26,11 +31,19 @@ def main() -> None:
         socket_connect_timeout=settings.redis_timeout_seconds,
     )
     store = TaskStore(
-        redis, namespace=settings.namespace, result_ttl_seconds=settings.result_ttl_seconds
+        redis,
+        namespace=settings.namespace,
+        result_ttl_seconds=settings.result_ttl_seconds,
+        publish_deadline_seconds=settings.publish_deadline_seconds,
     )
-    runner = TaskRunner(store, catalog, threads=settings.worker_threads)
-    dispatcher = Dispatcher(runner, concurrency=settings.worker_concurrency)
-    app = create_worker_app(settings, catalog, store, dispatcher)
+    publisher = TaskPublisher(settings)
+    runner = TaskRunner(
+        store, catalog, publisher, namespace=settings.namespace, threads=settings.worker_threads
+    )
+    tasks = Dispatcher(runner.run, concurrency=settings.worker_concurrency, track_in_flight=True)
+    scheduler = RetryScheduler(store, publisher, settings)
+    retries = Dispatcher(scheduler.run, concurrency=MAX_WAITING_RETRIES, track_in_flight=False)
+    app = create_worker_app(settings, catalog, store, tasks, retries)
     faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 
 

@@ -1,4 +1,5 @@
-"""The faust app: one agent per task topic, feeding the dispatcher; health pages for probes."""
+"""The faust app: one agent per task topic and one for the retry topic, each feeding a
+dispatcher; timers for the lost-publication sweeper and the lag gauge; pages for probes."""
 
 from __future__ import annotations
 
@@ -6,16 +7,28 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.core import contract, topics
+from services.core import contract, metrics, topics
 from services.core.catalog import Catalog
+from services.core.lag import group_lag
+from services.core.logs import get_logger
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.worker.dispatcher import Dispatcher
+from services.worker.sweeper import fail_unpublished
+
+log = get_logger(__name__)
+
+LAG_INTERVAL_SECONDS = 10.0
 
 
 def create_worker_app(
-    settings: Settings, catalog: Catalog, store: TaskStore, dispatcher: Dispatcher
+    settings: Settings,
+    catalog: Catalog,
+    store: TaskStore,
+    tasks: Dispatcher,
+    retries: Dispatcher,
 ) -> faust.App:
     app = faust.App(
         topics.worker_app_id(settings.namespace),
@@ -29,6 +42,11 @@ def create_worker_app(
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
         broker_commit_interval=0.5,
+        broker_session_timeout=settings.worker_session_timeout_seconds,
+        broker_heartbeat_interval=settings.worker_session_timeout_seconds / 3,
+        # The dispatchers decide what is acknowledged; faust must not wait for messages they
+        # deliberately leave unacknowledged (waiting retries, messages refused at shutdown).
+        stream_wait_empty=False,
         producer_acks=-1,
         web_bind=settings.worker_web_bind,
         web_port=settings.worker_web_port,
@@ -36,37 +54,67 @@ def create_worker_app(
     )
     state: dict[str, bool] = {"assigned": False}
 
-    for spec in catalog.specs():
-        topic = app.topic(
-            settings.task_topic(spec.name),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
+    def raw_topic(name: str) -> Any:
+        return app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
 
+    def agent_for(dispatcher: Dispatcher) -> Any:
         async def consume(stream: Any) -> None:
             # noack(): the dispatcher acknowledges each message itself, in offset order, once
-            # its outcome is stored (faust would otherwise ack as soon as it is read).
+            # it is handled (faust would otherwise ack as soon as it is read).
             async for event in stream.noack().events():
                 await dispatcher.dispatch(event)
 
-        app.agent(topic, name=f"run-{spec.name}")(consume)
+        return consume
+
+    for spec in catalog.specs():
+        app.agent(raw_topic(settings.task_topic(spec.name)), name=f"run-{spec.name}")(
+            agent_for(tasks)
+        )
+    app.agent(raw_topic(topics.retry_topic(settings.namespace)), name="retries")(agent_for(retries))
 
     async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
-        dispatcher.revoked({(tp.topic, tp.partition) for tp in revoked})
+        partitions = {(tp.topic, tp.partition) for tp in revoked}
+        await tasks.revoked(partitions, grace_seconds=settings.worker_shutdown_grace_seconds)
+        await retries.revoked(partitions, grace_seconds=0)
 
     async def on_rebalanced(app: faust.App, **_: Any) -> None:
         state["assigned"] = True
 
+    async def on_shutdown(app: faust.App, **_: Any) -> None:
+        # faust has paused fetching; finish what runs, then faust commits and exits.
+        finished = await tasks.close(grace_seconds=settings.worker_shutdown_grace_seconds)
+        await retries.close(grace_seconds=0)
+        log.info("worker stopped", all_tasks_finished=finished)
+
     # mode's signal types want a `signal` keyword in the signature; faust passes it in **_.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_rebalance_complete.connect(on_rebalanced)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
+
+    @app.timer(settings.worker_sweep_interval_seconds)  # type: ignore[untyped-decorator]  # faust: untyped
+    async def sweep() -> None:
+        await fail_unpublished(store)
+
+    task_topics = [settings.task_topic(name) for name in catalog.names()]
+
+    @app.timer(LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]  # faust: untyped
+    async def export_lag() -> None:
+        try:
+            rows = await group_lag(
+                settings.kafka_bootstrap_servers, settings.consumer_group, task_topics
+            )
+        except Exception as error:  # metrics must never take the worker down
+            log.warning("could not read consumer lag", error=str(error))
+            return
+        for row in rows:
+            metrics.CONSUMER_LAG.labels(row.topic, str(row.partition)).set(row.lag)
 
     @app.page(contract.WORKER_LIVENESS_PATH)
     class Liveness(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "in_flight": dispatcher.in_flight})
+            return self.json({"status": "ok", "in_flight": tasks.in_flight})
 
     @app.page(contract.WORKER_READINESS_PATH)
     class Readiness(View):
@@ -77,5 +125,10 @@ def create_worker_app(
                 {"status": "ready" if ready else "unavailable", "checks": checks},
                 status=200 if ready else 503,
             )
+
+    @app.page(contract.WORKER_METRICS_PATH)
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
     return app

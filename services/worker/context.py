@@ -1,4 +1,4 @@
-"""The context handed to task code: progress reports and the attempt number."""
+"""The context handed to task code: progress reports, the attempt number, cancellation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
+from services.core.errors import InvalidTransitionError, TaskCancelled
 from services.core.models import Progress
 from services.core.states import TaskState
 from services.core.store import TaskStore
@@ -32,11 +33,20 @@ class WorkerTaskContext:
     async def progress(
         self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
     ) -> None:
-        await self._store.transition(
-            self._task_id,
-            TaskState.PROGRESS,
-            progress=Progress(percent=percent, message=message, meta=meta),
-        )
+        """Store a progress report; raises TaskCancelled if the task was cancelled."""
+        try:
+            await self._store.transition(
+                self._task_id,
+                TaskState.PROGRESS,
+                progress=Progress(percent=percent, message=message, meta=meta),
+            )
+        except InvalidTransitionError as refused:
+            if refused.current == TaskState.CANCELLED:
+                raise TaskCancelled(self.task_id) from None
+            raise
+
+    async def cancelled(self) -> bool:
+        return (await self._store.get(self._task_id)).status is TaskState.CANCELLED
 
     def progress_sync(
         self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
@@ -44,3 +54,6 @@ class WorkerTaskContext:
         """From a sync task running in the worker's thread pool."""
         future = asyncio.run_coroutine_threadsafe(self.progress(percent, message, meta), self._loop)
         future.result()
+
+    def cancelled_sync(self) -> bool:
+        return asyncio.run_coroutine_threadsafe(self.cancelled(), self._loop).result()

@@ -1,15 +1,19 @@
-"""Runs many tasks at once per worker process while acknowledging messages in offset order."""
+"""Runs many messages at once per worker process while acknowledging them in offset order."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from services.core import metrics
 from services.core.logs import get_logger
 from services.worker.offsets import OffsetTracker, Partition
-from services.worker.runner import TaskRunner
 
 log = get_logger(__name__)
+
+Handler = Callable[[bytes], Awaitable[None]]
 
 
 class Event(Protocol):
@@ -25,45 +29,91 @@ class Event(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, runner: TaskRunner, *, concurrency: int) -> None:
-        self._runner = runner
+    """Hands each message to ``handler`` in its own asyncio task, at most ``concurrency`` at
+    once, and acknowledges a message only when it and every earlier message of its partition
+    have finished (so a committed offset never passes an unfinished task)."""
+
+    def __init__(self, handler: Handler, *, concurrency: int, track_in_flight: bool) -> None:
+        self._handler = handler
         self._slots = asyncio.Semaphore(concurrency)
         self._tracker: OffsetTracker[Event] = OffsetTracker()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[Partition, set[asyncio.Task[None]]] = defaultdict(set)
+        self._track = track_in_flight
+        self._closing = False
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return sum(len(tasks) for tasks in self._running.values())
 
     async def dispatch(self, event: Event) -> None:
-        """Start running ``event``'s task; waits first while the worker is at its limit, which
-        is what keeps a worker from fetching more than it can run."""
+        """Start handling ``event``; waits first while at the limit, which is what keeps a
+        worker from fetching more than it can run."""
         await self._slots.acquire()
         partition: Partition = (event.message.topic, event.message.partition)
         offset: int = event.message.offset
         self._tracker.started(partition, offset, event)
+        if self._closing:
+            # Never acknowledged: the next owner of the partition gets it.
+            self._slots.release()
+            return
         task = asyncio.create_task(self._run(event, partition, offset))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        running = self._running[partition]
+        running.add(task)
+        task.add_done_callback(running.discard)
+        if self._track:
+            metrics.TASKS_IN_FLIGHT.inc()
 
     async def _run(self, event: Event, partition: Partition, offset: int) -> None:
+        finished = False
         try:
-            await self._runner.run(event.value)
+            await self._handler(event.value)
+            finished = True
+        except asyncio.CancelledError:
+            raise  # stopping: the message stays unacknowledged and will be delivered again
         except Exception:
-            # TaskRunner stores every task error itself; reaching here is a bug in the worker,
-            # and the message is still acknowledged only once earlier ones have finished.
-            log.exception("unexpected error while running a task", offset=offset)
+            # Handlers store every task error themselves; reaching here is a worker bug. The
+            # message is left unacknowledged so that it is not silently skipped.
+            log.exception("unexpected error while handling a message", offset=offset)
         finally:
-            for ready in self._tracker.finished(partition, offset):
-                ready.ack()
+            if finished:
+                for ready in self._tracker.finished(partition, offset):
+                    ready.ack()
             self._slots.release()
+            if self._track:
+                metrics.TASKS_IN_FLIGHT.dec()
 
-    def revoked(self, partitions: set[Partition]) -> None:
+    async def revoked(self, partitions: set[Partition], *, grace_seconds: float) -> None:
+        """Partitions are leaving this worker: give their running tasks up to ``grace_seconds``
+        to finish (so they are committed, not run again elsewhere), cancel the rest (the new
+        owner runs them again) and forget the partitions."""
+        tasks = {task for p in partitions for task in self._running.get(p, ())}
+        await _finish_or_cancel(tasks, grace_seconds)
         self._tracker.forget(partitions)
 
-    async def drain(self, grace_seconds: float) -> bool:
-        """Wait up to ``grace_seconds`` for running tasks; True if all finished."""
-        if not self._tasks:
-            return True
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
-        return not pending
+    async def close(self, *, grace_seconds: float) -> bool:
+        """Stop starting messages; wait up to ``grace_seconds`` for running ones, then cancel
+        the rest (their messages are redelivered). True if all finished in time."""
+        self._closing = True
+        tasks = {task for running in self._running.values() for task in running}
+        return await _finish_or_cancel(tasks, grace_seconds)
+
+
+async def _finish_or_cancel(tasks: set[asyncio.Task[None]], grace_seconds: float) -> bool:
+    """Wait up to ``grace_seconds`` for ``tasks``; cancel those still running. True if none
+    had to be cancelled."""
+    if not tasks:
+        return True
+    log.info("waiting for running messages", count=len(tasks), grace_seconds=grace_seconds)
+    _, pending = (
+        await asyncio.wait(tasks, timeout=grace_seconds)
+        if grace_seconds > 0
+        else (
+            set(),
+            {t for t in tasks if not t.done()},
+        )
+    )
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    return not pending

@@ -1,54 +1,76 @@
-"""Runs one task message: state transitions around the task function, outcome stored."""
+"""Runs one task message: state transitions around the task function, outcome stored, and a
+failed attempt retried (through the retry topic) or dead-lettered."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from services.core import metrics, topics
 from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
-    BackendUnavailableError,
     InvalidTransitionError,
+    TaskCancelled,
     TaskNotFoundError,
     UnknownTaskError,
 )
 from services.core.logs import get_logger
-from services.core.models import Progress, TaskError, TaskMessage, TaskRecord
+from services.core.models import (
+    DeadLetter,
+    Progress,
+    ScheduledRetry,
+    TaskError,
+    TaskMessage,
+    TaskRecord,
+    utcnow,
+)
+from services.core.publisher import TaskPublisher
 from services.core.states import TaskState
 from services.core.store import TaskStore
+from services.worker.backoff import until_available
 from services.worker.context import WorkerTaskContext
 
 log = get_logger(__name__)
-T = TypeVar("T")
 _ANY = TypeAdapter(Any)
-
-STORE_RETRY_MAX_SECONDS = 5.0
 
 
 class TaskRunner:
-    def __init__(self, store: TaskStore, catalog: Catalog, *, threads: int) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        catalog: Catalog,
+        publisher: TaskPublisher,
+        *,
+        namespace: str,
+        threads: int,
+    ) -> None:
         self._store = store
         self._catalog = catalog
+        self._publisher = publisher
+        self._namespace = namespace
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="task")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, raw: bytes) -> None:
-        """Process one message. Returns once its outcome is stored (or it needs no run)."""
+        """Process one task message. Returns once its outcome is stored, so the message may be
+        acknowledged; raises only if the worker is stopping before that."""
         try:
             message = TaskMessage.model_validate_json(raw)
         except ValidationError as error:
             log.error(
-                "message is not a task; skipped",
+                "not a task message; skipped",
                 error=str(error),
-                raw=raw[:200].decode(errors="replace"),
+                raw=raw[:200].decode("utf-8", "replace"),
             )
             return
         with structlog.contextvars.bound_contextvars(task_id=str(message.id), task=message.task):
@@ -56,20 +78,20 @@ class TaskRunner:
 
     async def _run(self, message: TaskMessage) -> None:
         try:
-            record = await self._persist(lambda: self._store.get(message.id))
+            record = await until_available(lambda: self._store.get(message.id))
         except TaskNotFoundError:
             log.warning("no record for this task (expired or never stored); skipped")
             return
         if record.status.is_terminal:
-            log.info("task already finished; duplicate delivery skipped", status=record.status)
+            log.info("task already settled; duplicate delivery skipped", status=record.status)
             return
         try:
             spec = self._catalog.get(message.task)
         except UnknownTaskError as error:
-            await self._finish(message, TaskState.FAILURE, error=_error_of(error))
+            await self._fail(message, _error_of(error), attempts=record.attempts)
             return
         try:
-            record = await self._persist(
+            record = await until_available(
                 lambda: self._store.transition(
                     message.id,
                     TaskState.PROGRESS,
@@ -77,37 +99,96 @@ class TaskRunner:
                     start_attempt=True,
                 )
             )
-        except (InvalidTransitionError, TaskNotFoundError) as error:
-            log.info("task cannot start; skipped", reason=str(error))
+        except (InvalidTransitionError, TaskNotFoundError) as refused:
+            log.info("task cannot start; skipped", reason=str(refused))
             return
+        metrics.TASKS_STARTED.labels(spec.name).inc()
         log.info("task started", attempt=record.attempts)
+        started = time.perf_counter()
+        outcome = "complete"
         try:
             result = await self._call(spec, message, record)
+        except TaskCancelled:
+            outcome = "cancelled"
+            log.info("task stopped: it was cancelled")
         except Exception as error:
-            log.warning("task failed", error_type=type(error).__name__, error=str(error))
-            await self._finish(message, TaskState.FAILURE, error=_error_of(error))
+            outcome = "failed"
+            await self._after_failure(spec, message, record, error)
         else:
-            await self._finish(message, TaskState.COMPLETE, result=result)
+            await self._settle(message, TaskState.COMPLETE, result=result)
+            metrics.TASKS_COMPLETED.labels(spec.name).inc()
             log.info("task complete")
+        finally:
+            metrics.TASK_DURATION.labels(spec.name, outcome).observe(time.perf_counter() - started)
 
     async def _call(self, spec: TaskSpec, message: TaskMessage, record: TaskRecord) -> Any:
         loop = asyncio.get_running_loop()
         context = WorkerTaskContext(self._store, message.id, record.attempts, loop)
         payload = spec.payload_model.model_validate(message.payload)
         if spec.is_async:
-            outcome = await asyncio.wait_for(
-                spec.function(payload, context), timeout=spec.timeout_seconds
-            )
+            call: Awaitable[Any] = spec.function(payload, context)
         else:
-            outcome = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, spec.function, payload, context),
-                timeout=spec.timeout_seconds,
-            )
+            # A thread cannot be interrupted: on a time limit its attempt is failed at once,
+            # but the thread runs on until the function returns.
+            call = loop.run_in_executor(self._executor, spec.function, payload, context)
+        try:
+            outcome = await asyncio.wait_for(call, timeout=spec.timeout_seconds)
+        except TimeoutError:
+            raise TimeoutError(
+                f"attempt ran over its {spec.timeout_seconds} s time limit"
+            ) from None
         if isinstance(outcome, BaseModel):
             return outcome.model_dump(mode="json")
         return _ANY.dump_python(outcome, mode="json")
 
-    async def _finish(
+    async def _after_failure(
+        self, spec: TaskSpec, message: TaskMessage, record: TaskRecord, error: Exception
+    ) -> None:
+        failure = _error_of(error)
+        if not spec.retry.retries(error, attempt=record.attempts):
+            log.warning("task failed", error_type=failure.type, error=failure.message)
+            await self._fail(message, failure, attempts=record.attempts)
+            return
+        delay = spec.retry.delay_before(record.attempts + 1)
+        due = utcnow() + timedelta(seconds=delay)
+        # RETRY is stored before the retry message is sent: should the worker die in between,
+        # the original message comes back and a RETRY task may start again.
+        try:
+            await until_available(
+                lambda: self._store.transition(
+                    message.id, TaskState.RETRY, error=failure, retry_at=due
+                )
+            )
+        except (InvalidTransitionError, TaskNotFoundError) as refused:
+            log.info("no retry: task already settled", reason=str(refused))
+            return
+        retry = ScheduledRetry(message=message, due_at=due, attempt=record.attempts)
+        await until_available(
+            lambda: self._publisher.publish(
+                topics.retry_topic(self._namespace), retry, key=str(message.id)
+            )
+        )
+        metrics.TASKS_RETRIED.labels(spec.name).inc()
+        log.warning(
+            "attempt failed; retry scheduled",
+            attempt=record.attempts,
+            in_seconds=round(delay, 3),
+            error_type=failure.type,
+        )
+
+    async def _fail(self, message: TaskMessage, error: TaskError, *, attempts: int) -> None:
+        # The dead letter is written before FAILURE is stored: a crash in between repeats the
+        # attempt (and may dead-letter twice) rather than lose the dead letter.
+        letter = DeadLetter(message=message, error=error, attempts=attempts)
+        await until_available(
+            lambda: self._publisher.publish(
+                topics.dead_letter_topic(self._namespace), letter, key=str(message.id)
+            )
+        )
+        await self._settle(message, TaskState.FAILURE, error=error)
+        metrics.TASKS_FAILED.labels(message.task).inc()
+
+    async def _settle(
         self,
         message: TaskMessage,
         state: TaskState,
@@ -117,7 +198,7 @@ class TaskRunner:
     ) -> None:
         progress = Progress(percent=100, message="done") if state is TaskState.COMPLETE else None
         try:
-            await self._persist(
+            await until_available(
                 lambda: self._store.transition(
                     message.id, state, result=result, error=error, progress=progress
                 )
@@ -125,18 +206,6 @@ class TaskRunner:
         except (InvalidTransitionError, TaskNotFoundError) as refused:
             # Cancelled (or expired) while running: the stored state stands.
             log.info("outcome not stored; task already settled", reason=str(refused))
-
-    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
-        """Retry a Redis operation until Redis answers: the message is not acknowledged before
-        its outcome is stored, so waiting here is what at-least-once means."""
-        delay = 0.1
-        while True:
-            try:
-                return await write()
-            except BackendUnavailableError as error:
-                log.warning("redis unavailable; retrying", reason=error.reason, in_seconds=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
 
 
 def _error_of(error: BaseException) -> TaskError:

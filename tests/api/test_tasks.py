@@ -95,7 +95,7 @@ async def test_unknown_id_is_404_and_malformed_id_is_422(client: httpx.AsyncClie
 async def test_bad_submissions_are_4xx_and_store_nothing(client: httpx.AsyncClient) -> None:
     unknown_task = await client.post("/tasks", json={"task": "nope", "payload": {}})
     assert unknown_task.status_code == 404
-    assert "known tasks: fail, noop, sleep" in unknown_task.json()["detail"]
+    assert "known tasks: fail, flaky, noop, sleep" in unknown_task.json()["detail"]
 
     bad_payload = await client.post("/tasks", json={"task": "sleep", "payload": {"seconds": -1}})
     assert bad_payload.status_code == 422
@@ -110,8 +110,8 @@ async def test_catalog_lists_each_task_with_its_topic_and_schema(
 ) -> None:
     catalog = (await client.get("/catalog")).json()
 
-    assert [entry["name"] for entry in catalog] == ["fail", "noop", "sleep"]
-    sleep = catalog[2]
+    assert [entry["name"] for entry in catalog] == ["fail", "flaky", "noop", "sleep"]
+    sleep = catalog[3]
     assert sleep["topic"] == f"{namespace}.tasks.sleep"
     assert sleep["payload_schema"]["properties"]["seconds"]["maximum"] == 3600
 

@@ -8,15 +8,21 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from services.core.errors import InvalidTransitionError, TaskNotFoundError
+from services.core.errors import (
+    IdempotencyConflictError,
+    InvalidTransitionError,
+    TaskNotFoundError,
+)
 from services.core.models import Progress, TaskError
+from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
 
 
 async def test_create_then_transitions_raise_the_version(store: TaskStore) -> None:
     task_id = uuid.uuid4()
-    created = await store.create(task_id, "noop", {"echo": "x"})
+    created, was_new = await store.create(task_id, "noop", {"echo": "x"})
+    assert was_new
     assert (created.status, created.version, created.attempts) == (TaskState.PENDING, 1, 0)
 
     started = await store.transition(
@@ -116,3 +122,34 @@ async def test_concurrent_writers_never_reopen_a_finished_task(store: TaskStore)
     assert final.status is TaskState.COMPLETE
     # Every write that was accepted raised the version by exactly one.
     assert final.version == 1 + outcomes.count("ok")
+
+
+async def test_idempotency_key_returns_the_first_task_or_conflicts(store: TaskStore) -> None:
+    first, created = await store.create(uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1")
+    again, created_again = await store.create(
+        uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1"
+    )
+    assert created and not created_again
+    assert again.id == first.id
+
+    with pytest.raises(IdempotencyConflictError) as conflict:
+        await store.create(uuid.uuid4(), "noop", {"echo": "b"}, idempotency_key="k1")
+    assert conflict.value.task_id == str(first.id)
+
+
+async def test_unconfirmed_tasks_become_overdue_until_confirmed_or_written(
+    redis_client: Redis, settings: Settings
+) -> None:
+    store = TaskStore(
+        redis_client,
+        namespace=settings.namespace,
+        result_ttl_seconds=60,
+        publish_deadline_seconds=0,
+    )
+    confirmed, lost, started = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for task_id in (confirmed, lost, started):
+        await store.create(task_id, "noop", {})
+    await store.confirm_published(confirmed)
+    await store.transition(started, TaskState.PROGRESS, start_attempt=True)
+
+    assert await store.unconfirmed_overdue() == [lost]

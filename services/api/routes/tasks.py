@@ -1,35 +1,72 @@
-"""Submitting tasks and reading their state."""
+"""Submitting, reading, following and cancelling tasks."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.api.deps import ServicesDep
-from services.api.schemas import CatalogEntry, Problem, TaskCreate, TaskPublic
-from services.core.errors import BackendUnavailableError, TaskNotFoundError, UnknownTaskError
-from services.core.models import TaskMessage
+from services.api.limits import require_json
+from services.api.schemas import Problem, TaskCreate, TaskPublic
+from services.core import metrics
+from services.core.errors import (
+    BackendUnavailableError,
+    IdempotencyConflictError,
+    InvalidTransitionError,
+    TaskNotFoundError,
+    UnknownTaskError,
+)
+from services.core.logs import get_logger
+from services.core.models import TaskMessage, TaskRecord
+from services.core.states import TaskState
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+log = get_logger(__name__)
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    404: {"model": Problem, "description": "Unknown task name or id."},
-    503: {"model": Problem, "description": "Kafka or Redis is unavailable; retry later."},
+Responses = dict[int | str, dict[str, Any]]
+
+NOT_FOUND: Responses = {
+    404: {"model": Problem, "description": "No task with this id (or it expired)."}
 }
+UNAVAILABLE: Responses = {503: {"model": Problem, "description": "Kafka or Redis is unavailable."}}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a submission safely: the same key returns the first task.",
+    ),
+]
 
 
 @router.post(
-    "/tasks",
+    "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskPublic,
-    responses={**_ERRORS, 413: {"model": Problem, "description": "Payload too large."}},
+    dependencies=[Depends(require_json)],
+    responses={
+        404: {"model": Problem, "description": "Unknown task name."},
+        409: {"model": Problem, "description": "Idempotency-Key reused for another request."},
+        413: {"model": Problem, "description": "Payload too large."},
+        415: {"model": Problem, "description": "Body is not application/json."},
+        **UNAVAILABLE,
+    },
 )
-async def submit_task(body: TaskCreate, services: ServicesDep, response: Response) -> TaskPublic:
+async def submit_task(
+    body: TaskCreate,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TaskPublic:
     """Accept a task: store it as PENDING, publish it, answer once the broker has it."""
     try:
         spec = services.catalog.get(body.task)
@@ -51,19 +88,32 @@ async def submit_task(body: TaskCreate, services: ServicesDep, response: Respons
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, details) from error
 
     task_id = uuid4()
-    record = await services.store.create(task_id, spec.name, body.payload)
+    try:
+        record, created = await services.store.create(
+            task_id, spec.name, body.payload, idempotency_key=idempotency_key
+        )
+    except IdempotencyConflictError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    response.headers["Location"] = f"/tasks/{record.id}"
+    if not created:
+        return TaskPublic.model_validate(record.model_dump())
     message = TaskMessage(id=task_id, task=spec.name, payload=body.payload)
     try:
-        await services.publisher.publish(services.settings.task_topic(spec.name), message)
+        await services.publisher.publish(
+            services.settings.task_topic(spec.name), message, key=str(task_id)
+        )
     except BackendUnavailableError:
-        # The message may not exist: never leave a PENDING record that no worker will see.
-        await services.store.delete(task_id)
+        # The message may not exist: leave no PENDING record that no worker will ever see.
+        # (Should Redis fail too, the worker's sweeper fails the record after the deadline.)
+        await services.store.delete(task_id, idempotency_key=idempotency_key)
         raise
-    response.headers["Location"] = f"/tasks/{task_id}"
+    await services.store.confirm_published(task_id)
+    metrics.TASKS_SUBMITTED.labels(spec.name).inc()
+    log.info("task accepted", task_id=str(task_id), task=spec.name)
     return TaskPublic.model_validate(record.model_dump())
 
 
-@router.get("/tasks/{task_id}", response_model=TaskPublic, responses=_ERRORS)
+@router.get("/{task_id}", response_model=TaskPublic, responses=NOT_FOUND | UNAVAILABLE)
 async def get_task(task_id: UUID, services: ServicesDep) -> TaskPublic:
     """The task's current record."""
     try:
@@ -73,13 +123,38 @@ async def get_task(task_id: UUID, services: ServicesDep) -> TaskPublic:
     return TaskPublic.model_validate(record.model_dump())
 
 
-@router.get(
-    "/tasks/{task_id}/events",
+@router.post(
+    "/{task_id}/cancel",
+    response_model=TaskPublic,
     responses={
-        **_ERRORS,
-        200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."},
+        **NOT_FOUND,
+        409: {"model": Problem, "description": "The task already finished."},
+        **UNAVAILABLE,
     },
+)
+async def cancel_task(task_id: UUID, services: ServicesDep) -> TaskPublic:
+    """Cancel a task: a queued one never starts; a running one stops at its next check."""
+    try:
+        record = await services.store.transition(task_id, TaskState.CANCELLED)
+    except TaskNotFoundError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
+    except InvalidTransitionError as error:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"task {task_id} is already {error.current}"
+        ) from error
+    metrics.TASKS_CANCELLED.labels(record.task).inc()
+    log.info("task cancelled", task_id=str(task_id))
+    return TaskPublic.model_validate(record.model_dump())
+
+
+@router.get(
+    "/{task_id}/events",
     response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."},
+        **NOT_FOUND,
+        **UNAVAILABLE,
+    },
 )
 async def task_events(task_id: UUID, services: ServicesDep) -> EventSourceResponse:
     """Stream the task's state changes until it reaches a terminal state (current state first)."""
@@ -91,28 +166,13 @@ async def task_events(task_id: UUID, services: ServicesDep) -> EventSourceRespon
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         if first is not None:
-            yield ServerSentEvent(
-                data=first.model_dump_json(), event="state", id=str(first.version)
-            )
+            yield _event(first)
         async for record in follower:
             if record is not None:
-                yield ServerSentEvent(
-                    data=record.model_dump_json(), event="state", id=str(record.version)
-                )
+                yield _event(record)
 
     return EventSourceResponse(stream(), ping=15)
 
 
-@router.get("/catalog", response_model=list[CatalogEntry], tags=["catalog"])
-async def list_catalog(services: ServicesDep) -> list[CatalogEntry]:
-    """Every task this deployment runs, with its topic and payload schema."""
-    return [
-        CatalogEntry(
-            name=spec.name,
-            topic=services.settings.task_topic(spec.name),
-            description=spec.description,
-            payload_schema=spec.payload_model.model_json_schema(),
-            timeout_seconds=spec.timeout_seconds,
-        )
-        for spec in services.catalog.specs()
-    ]
+def _event(record: TaskRecord) -> ServerSentEvent:
+    return ServerSentEvent(data=record.model_dump_json(), event="state", id=str(record.version))

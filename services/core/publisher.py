@@ -1,4 +1,4 @@
-"""Publishes task messages to Kafka and waits for the broker's acknowledgement."""
+"""Publishes to Kafka and waits for the broker's acknowledgement (API and worker)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from pydantic import BaseModel
 
 from services.core.errors import BackendUnavailableError
-from services.core.models import TaskMessage
 from services.core.settings import Settings
 
 
@@ -39,14 +39,13 @@ class TaskPublisher:
                 self._producer = producer
             return self._producer
 
-    async def publish(self, topic: str, message: TaskMessage) -> None:
+    async def publish(self, topic: str, message: BaseModel, *, key: str) -> None:
+        """Send ``message`` as JSON; returns once the broker acknowledged it (acks=all)."""
         producer = await self._ensure_started()
         timeout = self._settings.kafka_request_timeout_ms / 1000
         try:
             await asyncio.wait_for(
-                producer.send_and_wait(
-                    topic, message.model_dump_json().encode(), key=str(message.id).encode()
-                ),
+                producer.send_and_wait(topic, message.model_dump_json().encode(), key=key.encode()),
                 timeout=timeout,
             )
         except (KafkaError, TimeoutError) as exc:

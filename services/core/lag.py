@@ -1,0 +1,62 @@
+"""Consumer lag read from Kafka the way KEDA's kafka scaler reads it.
+
+For each partition: the log end offset minus the group's committed offset. A partition the
+group never committed counts according to ``offset_reset``: with ``earliest`` (what faust
+does) its whole log is lag; with ``latest`` it counts as 0 (KEDA's default, which is why the
+ScaledObject must say ``offsetResetPolicy: earliest``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    end_offset: int
+    committed: int | None
+    lag: int
+
+
+async def group_lag(
+    bootstrap_servers: str,
+    group: str,
+    topics: list[str],
+    *,
+    offset_reset: Literal["earliest", "latest"] = "earliest",
+) -> list[PartitionLag]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the cluster's topic metadata
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return []
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        ends = await consumer.end_offsets(partitions)
+        begins = await consumer.beginning_offsets(partitions)
+        rows = []
+        for tp in partitions:
+            meta = committed.get(tp)
+            offset = meta.offset if meta is not None and meta.offset >= 0 else None
+            if offset is None:
+                lag = ends[tp] - begins[tp] if offset_reset == "earliest" else 0
+            else:
+                lag = max(ends[tp] - offset, 0)
+            rows.append(PartitionLag(tp.topic, tp.partition, ends[tp], offset, lag))
+        return rows
+    finally:
+        await consumer.stop()
+        await admin.close()

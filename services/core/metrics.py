@@ -1,0 +1,32 @@
+"""Every Prometheus metric kafka-tasks exports, in one place (prometheus-client)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TASKS_SUBMITTED = Counter("kt_tasks_submitted", "Tasks accepted by the API.", ["task"])
+TASKS_STARTED = Counter("kt_tasks_started", "Task attempts started by workers.", ["task"])
+TASKS_COMPLETED = Counter("kt_tasks_completed", "Tasks that ended COMPLETE.", ["task"])
+TASKS_FAILED = Counter("kt_tasks_failed", "Tasks that ended FAILURE.", ["task"])
+TASKS_RETRIED = Counter("kt_tasks_retried", "Failed attempts scheduled for a retry.", ["task"])
+TASKS_CANCELLED = Counter(
+    "kt_tasks_cancelled", "Tasks cancelled while queued or running.", ["task"]
+)
+TASK_DURATION = Histogram(
+    "kt_task_duration_seconds",
+    "Wall time of one attempt, by outcome.",
+    ["task", "outcome"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 900),
+)
+TASKS_IN_FLIGHT = Gauge("kt_tasks_in_flight", "Tasks this worker is running now.")
+CONSUMER_LAG = Gauge(
+    "kt_consumer_lag",
+    "Messages between this worker's position and the partition's end (per assigned partition).",
+    ["topic", "partition"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "kt_http_request_duration_seconds",
+    "API request latency by route template and status.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
