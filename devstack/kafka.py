@@ -174,6 +174,20 @@ def start_cluster(
     return nodes
 
 
+def restart_node(home: Path, node: KafkaNode) -> KafkaNode:
+    """Start a stopped node again on its own config and data (fault tests)."""
+    libs = ensure_jars(home)
+    directory = Path(node.directory)
+    argv = _java(
+        libs,
+        "kafka.Kafka",
+        str(directory / "server.properties"),
+        log4j=directory.parent / "log4j2.properties",
+    )
+    node.pid = spawn(argv, log_file=node.log)
+    return node
+
+
 def bootstrap_servers(nodes: list[KafkaNode]) -> str:
     return ",".join(f"127.0.0.1:{node.port}" for node in nodes)
 

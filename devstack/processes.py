@@ -97,6 +97,12 @@ def stop(pid: int | None, *, grace_seconds: float = 20.0) -> None:
         wait_for(lambda: not alive(pid), timeout=5, interval=0.1)
 
 
+def exit_code(pid: int) -> int | None:
+    """The exit status of a process this interpreter started, once it has ended."""
+    process = _CHILDREN.get(pid)
+    return None if process is None else process.poll()
+
+
 def kill(pid: int) -> None:
     """SIGKILL the process's group at once (fault tests)."""
     _signal_group(pid, signal.SIGKILL)

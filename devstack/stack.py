@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -158,10 +159,25 @@ def wait_app_ready(app: AppProcess, *, timeout: float = 60.0) -> None:
 
 
 def stop_app(state: StackState, name: str, *, grace_seconds: float = 30.0) -> None:
-    for app in [a for a in state.apps if a.name == name]:
+    stop_apps(state, [name], grace_seconds=grace_seconds)
+
+
+def stop_apps(state: StackState, names: list[str], *, grace_seconds: float = 30.0) -> None:
+    """SIGTERM all of them at once, then wait (SIGKILL after ``grace_seconds``)."""
+    chosen = [a for a in state.apps if a.name in names]
+    for app in chosen:
+        signal_app(app, "TERM")
+    for app in chosen:
         stop(app.pid, grace_seconds=grace_seconds)
-    state.apps = [a for a in state.apps if a.name != name]
+    state.apps = [a for a in state.apps if a.name not in names]
     save(state)
+
+
+def signal_app(app: AppProcess, name: str) -> None:
+    import signal as signals
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(app.pid, getattr(signals, f"SIG{name}"))
 
 
 def stop_all(state: StackState) -> None:
@@ -175,6 +191,27 @@ def stop_all(state: StackState) -> None:
     state.apps, state.kafka_nodes, state.redis_server = [], [], None
     if Path(state.home).exists():
         save(state)
+
+
+def restart_kafka(state: StackState) -> None:
+    """Start every stopped Kafka node again and wait until the cluster answers."""
+    home = Path(state.home)
+    for node in state.kafka_nodes:
+        if not alive(node.pid):
+            kafka.restart_node(home, node)
+    save(state)
+    kafka.wait_ready(state.kafka_nodes)
+
+
+def restart_redis(state: StackState) -> None:
+    """Stop Redis (it writes its AOF on the way down) and start it on the same port and data."""
+    server = state.redis_server
+    if server is None:
+        raise DevstackError("Redis is not running")
+    stop(server.pid)
+    state.redis_server = redis.start(Path(state.home), port=server.port)
+    save(state)
+    redis.wait_ready(state.redis_server)
 
 
 def describe(state: StackState) -> list[tuple[str, str, str, str]]:

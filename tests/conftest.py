@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -58,15 +58,28 @@ def store(redis_client: Redis, settings: Settings) -> TaskStore:
 
 @dataclass
 class AppStack:
-    """The API and one or more workers of one namespace, as separate processes."""
+    """The API and workers of one namespace, as separate processes."""
 
     state: stack.StackState
     namespace: str
-    api: stack.AppProcess
-    workers: list[stack.AppProcess]
+    env: dict[str, str]
+    api: stack.AppProcess | None
+    workers: list[stack.AppProcess] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.api.url, timeout=30)
+        assert self.api is not None, "this stack has no API"
+        return httpx.AsyncClient(base_url=self.api.url, timeout=30, headers=self.headers)
+
+    def add_worker(self, *, wait: bool = True) -> stack.AppProcess:
+        name = f"{self.namespace}-worker-{len(self.workers)}-{uuid.uuid4().hex[:4]}"
+        worker = stack.start_worker(
+            self.state, namespace=self.namespace, name=name, extra_env=self.env
+        )
+        self.workers.append(worker)
+        if wait:
+            stack.wait_app_ready(worker)
+        return worker
 
 
 StartApps = Callable[..., AppStack]
@@ -75,23 +88,30 @@ StartApps = Callable[..., AppStack]
 @pytest.fixture
 def start_apps(backends: stack.StackState) -> Iterator[StartApps]:
     """Start an API and ``workers`` workers for a namespace; all are stopped after the test."""
-    started: list[stack.AppProcess] = []
+    stacks: list[AppStack] = []
 
-    def start(namespace: str, *, workers: int = 1, env: dict[str, str] | None = None) -> AppStack:
-        tag = namespace
-        api = stack.start_api(backends, namespace=namespace, name=f"{tag}-api", extra_env=env)
-        started.append(api)
-        worker_processes = []
-        for index in range(workers):
-            worker = stack.start_worker(
-                backends, namespace=namespace, name=f"{tag}-worker-{index}", extra_env=env
-            )
-            started.append(worker)
-            worker_processes.append(worker)
-        for process in [api, *worker_processes]:
+    def start(
+        namespace: str, *, workers: int = 1, api: bool = True, env: dict[str, str] | None = None
+    ) -> AppStack:
+        env = env or {}
+        api_process = (
+            stack.start_api(backends, namespace=namespace, name=f"{namespace}-api", extra_env=env)
+            if api
+            else None
+        )
+        apps = AppStack(backends, namespace, env, api_process)
+        stacks.append(apps)
+        for _ in range(workers):
+            apps.add_worker(wait=False)
+        for process in [p for p in [api_process, *apps.workers] if p is not None]:
             stack.wait_app_ready(process)
-        return AppStack(backends, namespace, api, worker_processes)
+        return apps
 
     yield start
-    for process in started:
-        stack.stop_app(backends, process.name, grace_seconds=10)
+    names = [
+        process.name
+        for apps in stacks
+        for process in [apps.api, *apps.workers]
+        if process is not None
+    ]
+    stack.stop_apps(backends, names, grace_seconds=10)

@@ -4,6 +4,7 @@ KafkaTasksError
 ├── UnknownTaskError          a task name the catalog does not hold
 ├── TaskNotFoundError         no record for that id (never existed, or expired)
 ├── InvalidTransitionError    a write that the state table refuses (e.g. a terminal task)
+│   └── AlreadyRunningError   an attempt runs already from another copy of the message
 ├── BackendUnavailableError   Kafka or Redis cannot be reached right now
 ├── IdempotencyConflictError  an Idempotency-Key reused with a different request
 └── TaskCancelled             raised inside task code when its task was cancelled
@@ -35,6 +36,13 @@ class InvalidTransitionError(KafkaTasksError):
         self.task_id = task_id
         self.current = current
         self.requested = requested
+
+
+class AlreadyRunningError(InvalidTransitionError):
+    def __init__(self, task_id: str, *, delivery: str) -> None:
+        super().__init__(task_id, current="PROGRESS", requested="PROGRESS")
+        self.args = (f"task {task_id} is already running from delivery {delivery}",)
+        self.delivery = delivery
 
 
 class BackendUnavailableError(KafkaTasksError):

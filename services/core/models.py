@@ -44,6 +44,8 @@ class TaskRecord(BaseModel):
     """How many times a worker has started this task (retries and redeliveries included)."""
     retry_at: datetime | None = None
     """When the next attempt is due (RETRY only)."""
+    delivery: str | None = Field(default=None, exclude=True)
+    """topic/partition/offset of the message whose attempt runs (internal: duplicate guard)."""
     version: int = 0
     """Raised by one on every state write; lets readers order what they see."""
     created_at: datetime

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.core.errors import (
+    AlreadyRunningError,
     BackendUnavailableError,
     IdempotencyConflictError,
     InvalidTransitionError,
@@ -33,7 +34,7 @@ EVENTS_MAX_LEN: Final = 1000
 """Approximate cap on one task's event stream (progress reports can be many)."""
 
 # Fields stored as plain strings or integers; every other field holds JSON.
-_RAW_FIELDS: Final = frozenset({"status", "version", "attempts"})
+_RAW_FIELDS: Final = frozenset({"status", "version", "attempts", "delivery"})
 
 REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -88,15 +89,26 @@ return {'ok', write(KEYS[1], KEYS[2], 'PENDING', ARGV[1], 5, ARGV[2])}
 )
 
 # KEYS: record, events, unconfirmed set.
-# ARGV: new status, ttl, stream max length, 1 to count an attempt, field/value pairs.
-# Returns {'ok', flat record} | {'missing', ''} | {'refused', current status}.
+# ARGV: new status, ttl, stream max length, delivery starting an attempt ('' if none),
+#       field/value pairs.
+# Returns {'ok', flat record} | {'missing', ''} | {'refused', current status}
+#       | {'running', delivery that runs it}.
 UPDATE_SCRIPT: Final = (
     _COMMON_LUA
     + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {'missing', ''} end
 if not allowed[current][ARGV[1]] then return {'refused', current} end
-if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+if ARGV[4] ~= '' then
+  -- Starting an attempt. A task already running from another delivery (a duplicate copy of
+  -- its message) is left alone; the same delivery again (after a crash) restarts it.
+  local holder = redis.call('HGET', KEYS[1], 'delivery')
+  if current == 'PROGRESS' and holder and holder ~= ARGV[4] then
+    return {'running', holder}
+  end
+  redis.call('HSET', KEYS[1], 'delivery', ARGV[4])
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+end
 local id = redis.call('HGET', KEYS[1], 'id')
 -- Any write means the task's message was seen (or the task settled): the sweeper lets it be.
 redis.call('ZREM', KEYS[3], cjson.decode(id))
@@ -220,9 +232,13 @@ class TaskStore:
         result: JsonValue = None,
         error: TaskError | None = None,
         retry_at: datetime | None = None,
-        start_attempt: bool = False,
+        start_delivery: str | None = None,
     ) -> TaskRecord:
-        """Move a task to ``status``; refused (InvalidTransitionError) if the table forbids it."""
+        """Move a task to ``status``; refused (InvalidTransitionError) if the table forbids it.
+
+        ``start_delivery`` (topic/partition/offset of the message) starts a new attempt; it is
+        refused with AlreadyRunningError while another delivery's attempt runs.
+        """
         fields: dict[str, Any] = {"updated_at": utcnow()}
         if progress is not None:
             fields["progress"] = progress.model_dump(mode="json")
@@ -235,7 +251,7 @@ class TaskStore:
             status.value,
             self._ttl,
             EVENTS_MAX_LEN,
-            int(start_attempt),
+            start_delivery or "",
             *_encode_fields(fields),
         ]
         keys = [self._keys.record(task_id), self._keys.events(task_id), self._keys.unconfirmed]
@@ -245,6 +261,8 @@ class TaskStore:
             return record_from_fields(_flat_to_mapping(detail))
         if outcome == "missing":
             raise TaskNotFoundError(str(task_id))
+        if outcome == "running":
+            raise AlreadyRunningError(str(task_id), delivery=_decode(detail))
         raise InvalidTransitionError(str(task_id), current=_decode(detail), requested=status.value)
 
     async def get(self, task_id: UUID) -> TaskRecord:

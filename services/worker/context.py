@@ -7,10 +7,13 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
-from services.core.errors import InvalidTransitionError, TaskCancelled
+from services.core.errors import BackendUnavailableError, InvalidTransitionError, TaskCancelled
+from services.core.logs import get_logger
 from services.core.models import Progress
 from services.core.states import TaskState
 from services.core.store import TaskStore
+
+log = get_logger(__name__)
 
 
 class WorkerTaskContext:
@@ -33,7 +36,11 @@ class WorkerTaskContext:
     async def progress(
         self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
     ) -> None:
-        """Store a progress report; raises TaskCancelled if the task was cancelled."""
+        """Store a progress report; raises TaskCancelled if the task was cancelled.
+
+        Progress is best effort: while Redis is unreachable the report is dropped (and
+        logged) rather than failing the task; the outcome itself is stored with retries.
+        """
         try:
             await self._store.transition(
                 self._task_id,
@@ -44,6 +51,8 @@ class WorkerTaskContext:
             if refused.current == TaskState.CANCELLED:
                 raise TaskCancelled(self.task_id) from None
             raise
+        except BackendUnavailableError as error:
+            log.warning("progress report dropped: redis unavailable", reason=error.reason)
 
     async def cancelled(self) -> bool:
         return (await self._store.get(self._task_id)).status is TaskState.CANCELLED

@@ -13,7 +13,8 @@ from services.worker.offsets import OffsetTracker, Partition
 
 log = get_logger(__name__)
 
-Handler = Callable[[bytes], Awaitable[None]]
+Handler = Callable[[bytes, str], Awaitable[None]]
+"""Called with the message's value and its position, ``topic/partition/offset``."""
 
 
 class Event(Protocol):
@@ -66,7 +67,7 @@ class Dispatcher:
     async def _run(self, event: Event, partition: Partition, offset: int) -> None:
         finished = False
         try:
-            await self._handler(event.value)
+            await self._handler(event.value, f"{partition[0]}/{partition[1]}/{offset}")
             finished = True
         except asyncio.CancelledError:
             raise  # stopping: the message stays unacknowledged and will be delivered again

@@ -26,7 +26,7 @@ class RetryScheduler:
         self._publisher = publisher
         self._settings = settings
 
-    async def run(self, raw: bytes) -> None:
+    async def run(self, raw: bytes, delivery: str) -> None:
         try:
             retry = ScheduledRetry.model_validate_json(raw)
         except ValidationError as error:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from services.core import metrics, topics
 from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
+    AlreadyRunningError,
     InvalidTransitionError,
     TaskCancelled,
     TaskNotFoundError,
@@ -61,7 +62,7 @@ class TaskRunner:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, raw: bytes) -> None:
+    async def run(self, raw: bytes, delivery: str) -> None:
         """Process one task message. Returns once its outcome is stored, so the message may be
         acknowledged; raises only if the worker is stopping before that."""
         try:
@@ -74,9 +75,9 @@ class TaskRunner:
             )
             return
         with structlog.contextvars.bound_contextvars(task_id=str(message.id), task=message.task):
-            await self._run(message)
+            await self._run(message, delivery)
 
-    async def _run(self, message: TaskMessage) -> None:
+    async def _run(self, message: TaskMessage, delivery: str) -> None:
         try:
             record = await until_available(lambda: self._store.get(message.id))
         except TaskNotFoundError:
@@ -96,9 +97,12 @@ class TaskRunner:
                     message.id,
                     TaskState.PROGRESS,
                     progress=Progress(percent=0, message="started"),
-                    start_attempt=True,
+                    start_delivery=delivery,
                 )
             )
+        except AlreadyRunningError as running:
+            log.info("duplicate delivery skipped: the task runs already", reason=str(running))
+            return
         except (InvalidTransitionError, TaskNotFoundError) as refused:
             log.info("task cannot start; skipped", reason=str(refused))
             return

@@ -82,33 +82,35 @@ async def test_many_tasks_of_every_kind_all_finish(client: httpx.AsyncClient) ->
     assert outcomes == ["COMPLETE"] * 15 + ["FAILURE"] * 3
 
 
-async def test_unknown_id_is_404_and_malformed_id_is_422(client: httpx.AsyncClient) -> None:
-    unknown = await client.get(f"/tasks/{uuid.uuid4()}")
+async def test_unknown_id_is_404_and_malformed_id_is_422(api_client: httpx.AsyncClient) -> None:
+    unknown = await api_client.get(f"/tasks/{uuid.uuid4()}")
     assert unknown.status_code == 404
     assert "no task with id" in unknown.json()["detail"]
 
-    malformed = await client.get("/tasks/not-a-uuid")
+    malformed = await api_client.get("/tasks/not-a-uuid")
     assert malformed.status_code == 422
     assert malformed.json()["detail"][0]["loc"] == ["path", "task_id"]
 
 
-async def test_bad_submissions_are_4xx_and_store_nothing(client: httpx.AsyncClient) -> None:
-    unknown_task = await client.post("/tasks", json={"task": "nope", "payload": {}})
+async def test_bad_submissions_are_4xx_and_store_nothing(api_client: httpx.AsyncClient) -> None:
+    unknown_task = await api_client.post("/tasks", json={"task": "nope", "payload": {}})
     assert unknown_task.status_code == 404
     assert "known tasks: fail, flaky, noop, sleep" in unknown_task.json()["detail"]
 
-    bad_payload = await client.post("/tasks", json={"task": "sleep", "payload": {"seconds": -1}})
+    bad_payload = await api_client.post(
+        "/tasks", json={"task": "sleep", "payload": {"seconds": -1}}
+    )
     assert bad_payload.status_code == 422
     assert bad_payload.json()["detail"][0]["loc"] == ["body", "payload", "seconds"]
 
-    missing_task = await client.post("/tasks", json={"payload": {}})
+    missing_task = await api_client.post("/tasks", json={"payload": {}})
     assert missing_task.status_code == 422
 
 
 async def test_catalog_lists_each_task_with_its_topic_and_schema(
-    client: httpx.AsyncClient, namespace: str
+    api_client: httpx.AsyncClient, namespace: str
 ) -> None:
-    catalog = (await client.get("/catalog")).json()
+    catalog = (await api_client.get("/catalog")).json()
 
     assert [entry["name"] for entry in catalog] == ["fail", "flaky", "noop", "sleep"]
     sleep = catalog[3]
@@ -116,8 +118,8 @@ async def test_catalog_lists_each_task_with_its_topic_and_schema(
     assert sleep["payload_schema"]["properties"]["seconds"]["maximum"] == 3600
 
 
-async def test_health_endpoints(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
-    ready = await client.get("/readyz")
+async def test_health_endpoints(api_client: httpx.AsyncClient) -> None:
+    assert (await api_client.get("/healthz")).json() == {"status": "ok"}
+    ready = await api_client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"redis": True, "kafka": True}

@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.core.errors import (
+    AlreadyRunningError,
     IdempotencyConflictError,
     InvalidTransitionError,
     TaskNotFoundError,
@@ -26,7 +27,7 @@ async def test_create_then_transitions_raise_the_version(store: TaskStore) -> No
     assert (created.status, created.version, created.attempts) == (TaskState.PENDING, 1, 0)
 
     started = await store.transition(
-        task_id, TaskState.PROGRESS, progress=Progress(percent=0), start_attempt=True
+        task_id, TaskState.PROGRESS, progress=Progress(percent=0), start_delivery="t/0/1"
     )
     done = await store.transition(task_id, TaskState.COMPLETE, result=[1, {"a": []}])
 
@@ -129,7 +130,8 @@ async def test_idempotency_key_returns_the_first_task_or_conflicts(store: TaskSt
     again, created_again = await store.create(
         uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1"
     )
-    assert created and not created_again
+    assert created
+    assert not created_again
     assert again.id == first.id
 
     with pytest.raises(IdempotencyConflictError) as conflict:
@@ -150,6 +152,18 @@ async def test_unconfirmed_tasks_become_overdue_until_confirmed_or_written(
     for task_id in (confirmed, lost, started):
         await store.create(task_id, "noop", {})
     await store.confirm_published(confirmed)
-    await store.transition(started, TaskState.PROGRESS, start_attempt=True)
+    await store.transition(started, TaskState.PROGRESS, start_delivery="t/0/2")
 
     assert await store.unconfirmed_overdue() == [lost]
+
+
+async def test_a_second_copy_of_a_message_cannot_start_a_running_task(store: TaskStore) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "sleep", {})
+    await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/5")
+
+    with pytest.raises(AlreadyRunningError):
+        await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/9")
+    # The same delivery again (the worker died and Kafka redelivered it) restarts the task.
+    restarted = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/5")
+    assert restarted.attempts == 2

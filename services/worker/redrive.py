@@ -1,0 +1,124 @@
+"""Re-drive dead-lettered tasks: submit each again, as a new task with the same payload.
+
+A failed task stays FAILURE (terminal states are final, so its record and history remain
+true); the re-driven copy gets a new id, printed next to the old one. The dead-letter topic is
+read with its own consumer group, so each dead letter is re-driven once.
+
+    python -m services.worker.redrive [--dry-run] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
+
+from services.core import topics
+from services.core.catalog import Catalog
+from services.core.models import DeadLetter, TaskMessage
+from services.core.publisher import TaskPublisher
+from services.core.settings import Settings
+from services.core.store import TaskStore
+
+
+@dataclass(frozen=True)
+class Redriven:
+    old_id: UUID
+    new_id: UUID | None
+    task: str
+    error: str
+
+
+def redrive_group(namespace: str) -> str:
+    return f"{namespace}-redrive"
+
+
+async def redrive(
+    settings: Settings, catalog: Catalog, *, limit: int | None = None, dry_run: bool = False
+) -> list[Redriven]:
+    topic = topics.dead_letter_topic(settings.namespace)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=redrive_group(settings.namespace),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    redis = Redis.from_url(settings.redis_url)
+    store = TaskStore(
+        redis, namespace=settings.namespace, result_ttl_seconds=settings.result_ttl_seconds
+    )
+    publisher = TaskPublisher(settings)
+    await consumer.start()
+    done: list[Redriven] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer.topics()
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            while (limit is None or len(done) < limit) and await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=100)
+                for record in batch.get(tp, []):
+                    if limit is not None and len(done) >= limit:
+                        break
+                    letter = DeadLetter.model_validate_json(record.value)
+                    new_id = (
+                        None
+                        if dry_run
+                        else await _submit_again(letter, store, publisher, settings, catalog)
+                    )
+                    done.append(
+                        Redriven(
+                            letter.message.id, new_id, letter.message.task, letter.error.message
+                        )
+                    )
+                    if not dry_run:
+                        await consumer.commit({tp: record.offset + 1})
+    finally:
+        await consumer.stop()
+        await publisher.stop()
+        await redis.aclose()
+    return done
+
+
+async def _submit_again(
+    letter: DeadLetter,
+    store: TaskStore,
+    publisher: TaskPublisher,
+    settings: Settings,
+    catalog: Catalog,
+) -> UUID:
+    spec = catalog.get(letter.message.task)
+    new_id = uuid4()
+    await store.create(new_id, spec.name, letter.message.payload)
+    message = TaskMessage(id=new_id, task=spec.name, payload=letter.message.payload)
+    await publisher.publish(settings.task_topic(spec.name), message, key=str(new_id))
+    await store.confirm_published(new_id)
+    return new_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    from services.tasks import catalog
+
+    parser = argparse.ArgumentParser(prog="kafka-tasks-redrive", description=__doc__.split("\n")[0])
+    parser.add_argument("--dry-run", action="store_true", help="list, do not submit")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many")
+    args = parser.parse_args(argv)
+    results = asyncio.run(redrive(Settings(), catalog, limit=args.limit, dry_run=args.dry_run))
+    for item in results:
+        target = "(dry run)" if item.new_id is None else f"-> {item.new_id}"
+        print(f"{item.old_id} {item.task:<12} {target}  was: {item.error}")
+    print(f"{len(results)} dead-lettered task(s) {'listed' if args.dry_run else 're-driven'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
