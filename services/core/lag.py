@@ -24,6 +24,17 @@ class PartitionLag:
     lag: int
 
 
+async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` that exists (a missing topic has none)."""
+    described = await admin.describe_topics(topics)
+    return sorted(
+        TopicPartition(entry["topic"], partition["partition"])
+        for entry in described
+        if not entry.get("error_code")
+        for partition in entry["partitions"]
+    )
+
+
 async def group_lag(
     bootstrap_servers: str,
     group: str,
@@ -36,12 +47,7 @@ async def group_lag(
     await admin.start()
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster's topic metadata
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = await topic_partitions(admin, topics)
         if not partitions:
             return []
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)

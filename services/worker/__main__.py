@@ -44,7 +44,11 @@ def main() -> None:
     scheduler = RetryScheduler(store, publisher, settings)
     retries = Dispatcher(scheduler.run, concurrency=MAX_WAITING_RETRIES, track_in_flight=False)
     app = create_worker_app(settings, catalog, store, tasks, retries)
-    faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+    # redirect_stdouts=False: our JSON log lines are printed as they are, not re-logged.
+    worker = faust.Worker(
+        app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False
+    )
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

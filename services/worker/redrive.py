@@ -14,11 +14,13 @@ import asyncio
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from services.core import topics
 from services.core.catalog import Catalog
+from services.core.lag import topic_partitions
 from services.core.models import DeadLetter, TaskMessage
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
@@ -55,12 +57,12 @@ async def redrive(
     await consumer.start()
     done: list[Redriven] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer.topics()
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-            ]
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            partitions = await topic_partitions(admin, [topic])
+        finally:
+            await admin.close()
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
