@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -197,10 +198,13 @@ def wait_ready(nodes: list[KafkaNode], *, timeout: float = 90.0) -> None:
     bootstrap = bootstrap_servers(nodes)
 
     def ready() -> bool:
-        try:
-            return asyncio.run(_registered_brokers(bootstrap)) >= len(nodes)
-        except Exception:
-            return False
+        # A thread of its own, so that this also works when called from a running event loop.
+        with ThreadPoolExecutor(1) as thread:
+            try:
+                registered = thread.submit(asyncio.run, _registered_brokers(bootstrap)).result()
+            except Exception:
+                return False
+        return bool(registered >= len(nodes))
 
     if not wait_for(ready, timeout=timeout, interval=0.5):
         logs = "\n".join(f"--- {n.log}\n{tail(n.log)}" for n in nodes)

@@ -203,15 +203,32 @@ def restart_kafka(state: StackState) -> None:
     kafka.wait_ready(state.kafka_nodes)
 
 
-def restart_redis(state: StackState) -> None:
-    """Stop Redis (it writes its AOF on the way down) and start it on the same port and data."""
+def stop_kafka(state: StackState) -> None:
+    """Stop every Kafka node, keeping its data (fault tests)."""
+    for node in state.kafka_nodes:
+        stop(node.pid, grace_seconds=30)
+
+
+def stop_redis(state: StackState) -> None:
+    """Stop Redis; it writes its AOF on the way down (fault tests)."""
+    if state.redis_server is None:
+        raise DevstackError("Redis is not running")
+    stop(state.redis_server.pid)
+
+
+def start_redis_again(state: StackState) -> None:
+    """Start Redis on the same port and data after stop_redis."""
     server = state.redis_server
     if server is None:
-        raise DevstackError("Redis is not running")
-    stop(server.pid)
+        raise DevstackError("Redis was never started")
     state.redis_server = redis.start(Path(state.home), port=server.port)
     save(state)
     redis.wait_ready(state.redis_server)
+
+
+def restart_redis(state: StackState) -> None:
+    stop_redis(state)
+    start_redis_again(state)
 
 
 def describe(state: StackState) -> list[tuple[str, str, str, str]]:

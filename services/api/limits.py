@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import HTTPException, Request, status
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -24,20 +27,26 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         received = 0
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLargeError
+                    # Answer now, and tell the app the client left so it stops reading.
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLargeError:
-            await self._refuse(send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # the app's own answer to the cut-off body is dropped
+                await send(message)
+
+        with contextlib.suppress(ClientDisconnect):
+            await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
         body = f'{{"detail":"request body is over the {self.limit}-byte limit"}}'.encode()
@@ -49,10 +58,6 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLargeError(Exception):
-    """Unwinds the app when the streamed body passes the limit."""
 
 
 async def require_json(request: Request) -> None:

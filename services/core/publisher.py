@@ -54,11 +54,13 @@ class TaskPublisher:
             ) from exc
 
     async def ready(self) -> bool:
+        """Whether a broker answers a metadata request now (cached metadata proves nothing)."""
         try:
             producer = await self._ensure_started()
-        except BackendUnavailableError:
+            cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
+        except (BackendUnavailableError, KafkaError, TimeoutError, OSError):
             return False
-        return bool(producer.client.cluster.brokers())
+        return bool(cluster.brokers())
 
     async def stop(self) -> None:
         if self._producer is not None:

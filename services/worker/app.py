@@ -129,6 +129,8 @@ def create_worker_app(
     @app.page(contract.WORKER_METRICS_PATH)
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp wants the charset apart from the media type.
+            media_type = CONTENT_TYPE_LATEST.split(";")[0]
+            return self.bytes(generate_latest(), content_type=media_type)
 
     return app

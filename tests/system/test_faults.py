@@ -1,0 +1,125 @@
+"""Whole-system faults on the real stack: Kafka down, Redis down or restarted, an API that died
+between storing a task and publishing it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from devstack import stack
+from services.core.settings import Settings
+from services.core.store import TaskStore
+from tests.conftest import StartApps
+from tests.helpers import eventually, submit, wait_status
+
+
+async def task_ids_in_redis(redis: Redis, namespace: str) -> set[str]:
+    keys = [key.decode() async for key in redis.scan_iter(match=f"{namespace}:task:*")]
+    return {key.split(":")[2] for key in keys if not key.endswith(":events")}
+
+
+async def submit_when_ready(
+    client: httpx.AsyncClient, task: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """Submit, retrying 503s while a backend comes back (at most 30 tries)."""
+    for _ in range(30):
+        response = await client.post("/tasks", json={"task": task, "payload": payload})
+        if response.status_code == 202:
+            body: dict[str, Any] = response.json()
+            return body
+        assert response.status_code == 503, response.text
+        await asyncio.sleep(0.5)  # the client's backoff between retries, as Retry-After asks
+    raise AssertionError("the API never accepted the task again")
+
+
+async def test_kafka_down_means_503_and_no_orphans_then_normal_service(
+    start_apps: StartApps, namespace: str, backends: stack.StackState, redis_client: Redis
+) -> None:
+    apps = start_apps(namespace, env={"KT_KAFKA_REQUEST_TIMEOUT_MS": "2000"})
+    async with apps.client() as client:
+        accepted = [await submit(client, "noop", {"echo": f"before-{i}"}) for i in range(5)]
+
+        await asyncio.to_thread(stack.stop_kafka, backends)
+        try:
+            refused = [
+                await client.post("/tasks", json={"task": "noop", "payload": {"echo": "down"}})
+                for _ in range(5)
+            ]
+            ready = await client.get("/readyz")
+            orphans = await task_ids_in_redis(redis_client, namespace) - {a["id"] for a in accepted}
+        finally:
+            await asyncio.to_thread(stack.restart_kafka, backends)
+
+        assert [r.status_code for r in refused] == [503] * 5
+        assert all("kafka is unavailable" in r.json()["detail"] for r in refused)
+        assert refused[0].headers["retry-after"] == "1"
+        assert ready.status_code == 503
+        assert orphans == set(), "a 503 must leave no PENDING record behind"
+
+        accepted += [
+            await submit_when_ready(client, "noop", {"echo": f"after-{i}"}) for i in range(5)
+        ]
+        finals = [await wait_status(client, a["id"], "COMPLETE", within=90) for a in accepted]
+
+    assert len(finals) == 10
+    assert await task_ids_in_redis(redis_client, namespace) == {a["id"] for a in accepted}
+
+
+async def test_redis_down_means_503_and_a_restart_loses_no_running_task(
+    start_apps: StartApps, namespace: str, backends: stack.StackState
+) -> None:
+    apps = start_apps(namespace, env={"KT_REDIS_TIMEOUT_SECONDS": "1"})
+    async with apps.client() as client:
+        running = [await submit(client, "sleep", {"seconds": 4, "steps": 8}) for _ in range(4)]
+        queued = [await submit(client, "noop", {"echo": str(i)}) for i in range(4)]
+        for task in running:
+            await wait_status(client, task["id"], "PROGRESS")
+
+        await asyncio.to_thread(stack.stop_redis, backends)
+        try:
+            refused = await client.post("/tasks", json={"task": "noop", "payload": {}})
+        finally:
+            await asyncio.to_thread(
+                stack.start_redis_again, backends
+            )  # AOF on: what was written is back
+
+        assert refused.status_code == 503
+        assert "redis is unavailable" in refused.json()["detail"]
+        finals = [
+            await wait_status(client, t["id"], "COMPLETE", within=90) for t in running + queued
+        ]
+    assert {r["status"] for r in finals} == {"COMPLETE"}
+    assert [r["result"] for r in finals[:4]] == [{"slept_seconds": 4.0}] * 4
+
+
+async def test_a_task_whose_message_was_never_published_is_failed_not_left_pending(
+    start_apps: StartApps, namespace: str, settings: Settings, redis_client: Redis
+) -> None:
+    # What an API that died between the Redis write and the broker's ack leaves behind:
+    # a PENDING record, never confirmed, whose message no worker will ever see.
+    lost_in_api = TaskStore(
+        redis_client, namespace=namespace, result_ttl_seconds=60, publish_deadline_seconds=0.5
+    )
+    task_id = uuid.uuid4()
+    await lost_in_api.create(task_id, "noop", {})
+
+    apps = start_apps(namespace, env={"KT_WORKER_SWEEP_INTERVAL_SECONDS": "0.5"})
+    async with apps.client() as client:
+        final = await wait_status(client, str(task_id), "FAILURE", within=30)
+        # A task that was published normally is not touched by the sweeper.
+        normal = await submit(client, "sleep", {"seconds": 1.5, "steps": 3})
+        normal_final = await wait_status(client, normal["id"], "COMPLETE")
+
+    assert final["error"]["type"] == "PublicationLost"
+    assert "never reached Kafka" in final["error"]["message"]
+    assert normal_final["attempts"] == 1
+    assert (
+        await eventually(
+            lambda: redis_client.zcard(f"{namespace}:unconfirmed"), lambda n: n == 0, within=5
+        )
+        == 0
+    )
