@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -15,6 +16,7 @@ from services.api.deps import Services
 from services.api.limits import BodySizeLimit
 from services.api.routes import catalog as catalog_routes
 from services.api.routes import health, tasks
+from services.api.schemas import Problem
 from services.api.security import ApiKeys, require_api_key
 from services.core import contract, metrics
 from services.core.catalog import Catalog
@@ -69,8 +71,11 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     if not app.state.api_keys.enabled:
         log.warning("no API keys configured: the API accepts every request")
     protected = [Depends(require_api_key)]
-    app.include_router(tasks.router, dependencies=protected)
-    app.include_router(catalog_routes.router, dependencies=protected)
+    unauthorized: dict[int | str, dict[str, Any]] = {
+        401: {"model": Problem, "description": "Missing or wrong API key."}
+    }
+    for router in (tasks.router, catalog_routes.router):
+        app.include_router(router, dependencies=protected, responses=unauthorized)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_payload_bytes + ENVELOPE_BYTES)
 

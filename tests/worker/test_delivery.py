@@ -51,7 +51,7 @@ async def test_offsets_advance_only_over_finished_tasks_while_many_run_at_once(
 async def test_a_duplicated_message_runs_the_task_once(
     start_apps: StartApps, namespace: str, settings: Settings, store: TaskStore
 ) -> None:
-    apps = start_apps(namespace)
+    apps = start_apps(namespace, env=ONE_PARTITION)
     async with apps.client() as client:
         accepted = await submit(client, "sleep", {"seconds": 1, "steps": 2})
         copy = json.dumps(

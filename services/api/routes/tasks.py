@@ -54,6 +54,7 @@ IdempotencyKey = Annotated[
     response_model=TaskPublic,
     dependencies=[Depends(require_json)],
     responses={
+        400: {"model": Problem, "description": "The body could not be read (not UTF-8)."},
         404: {"model": Problem, "description": "Unknown task name."},
         409: {"model": Problem, "description": "Idempotency-Key reused for another request."},
         413: {"model": Problem, "description": "Payload too large."},
