@@ -50,5 +50,8 @@ typecheck: sync ## mypy --strict on services, devstack and infra
 pytest: sync ## the test suite only
 	@$(RUN) pytest
 
+preview: sync ## render every stack's Kubernetes objects offline and validate them (build/manifests/)
+	@$(RUN) python -m infra.preview
+
 clean: down ## remove the local stack's data and the build output (keeps the jar cache)
 	@rm -rf .devstack/kafka .devstack/redis .devstack/logs .devstack/state.json build

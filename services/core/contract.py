@@ -19,6 +19,10 @@ API_PORT: Final = 8000
 WORKER_HEALTH_PORT: Final = 6066
 """The worker's faust web server: liveness, readiness and Prometheus metrics."""
 
+WORKER_AUTO_OFFSET_RESET: Final = "earliest"
+"""Where a new consumer group starts reading; KEDA's offsetResetPolicy must say the same, or
+it counts a never-committed partition's whole backlog as no lag at all."""
+
 API_LIVENESS_PATH: Final = "/healthz"
 API_READINESS_PATH: Final = "/readyz"
 API_METRICS_PATH: Final = "/metrics"

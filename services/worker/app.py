@@ -38,7 +38,7 @@ def create_worker_app(
         store="memory://",
         # Start from the oldest message a new consumer group has not seen; KEDA's
         # offsetResetPolicy must say the same (see infra).
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset=contract.WORKER_AUTO_OFFSET_RESET,
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
         broker_commit_interval=0.5,
@@ -96,6 +96,7 @@ def create_worker_app(
     @app.timer(settings.worker_sweep_interval_seconds)  # type: ignore[untyped-decorator]  # faust: untyped
     async def sweep() -> None:
         await fail_unpublished(store)
+        await store.trim_expired(catalog.names())
 
     task_topics = [settings.task_topic(name) for name in catalog.names()]
 

@@ -18,6 +18,12 @@ def rendered_stack(stack: str) -> RenderedStack:
     return _cache[stack]
 
 
+@pytest.fixture
+def committed() -> Callable[[str], RenderedStack]:
+    """A committed stack file by name, rendered once per session."""
+    return rendered_stack
+
+
 @pytest.fixture(params=STACKS)
 def stack(request: pytest.FixtureRequest) -> RenderedStack:
     """Every committed stack file, rendered with placeholder secrets."""

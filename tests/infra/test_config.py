@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import yaml
 
 from infra.config import SECRET_KEYS, ConfigError, StackConfig, parse_config
+from infra.quantities import parse_quantity
 from infra.render import REPO_ROOT, STACKS, RenderedStack, stack_config
 
 VALID_DEV = stack_config("dev")
@@ -204,3 +206,25 @@ def test_prod_has_the_production_shape() -> None:
     dev = parse_config(stack_config("dev"))
     assert prod.topic_partitions > dev.topic_partitions
     assert prod.kafka_storage_size != dev.kafka_storage_size
+
+
+@pytest.mark.parametrize("api_keys", ["a-plain-key", "[]", '[""]', '{"key": 1}'])
+def test_api_keys_must_be_a_json_list_of_keys(
+    render_dev_with: Callable[..., RenderedStack], api_keys: str
+) -> None:
+    with pytest.raises(ConfigError, match="apiKeys must be a JSON list of non-empty keys"):
+        render_dev_with(secrets={"apiKeys": api_keys, "redisPassword": "pw"})
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("500m", "0.5"),
+        ("2", "2"),
+        ("512Mi", str(512 * 2**20)),
+        ("1G", str(10**9)),
+        ("1.5Gi", str(3 * 2**29)),
+    ],
+)
+def test_quantities_are_read_like_kubernetes_reads_them(text: str, value: str) -> None:
+    assert parse_quantity(text) == Decimal(value)

@@ -44,6 +44,17 @@ def test_summary_shows_the_wait_chain(stack: RenderedStack) -> None:
     assert "KafkaTopic/" in preview.summary(preview.StackReport(stack.stack, stack))
 
 
+def test_summary_lists_what_the_workloads_wait_for(stack: RenderedStack) -> None:
+    worker_line = next(
+        line for line in preview.prerequisites(stack, "Deployment") if "app-worker" in line
+    )
+    assert f"KafkaTopic x{len(stack.kind('KafkaTopic'))}" in worker_line
+    assert "StatefulSet" in worker_line
+    assert preview.prerequisites(stack, "ScaledObject") == [
+        "ScaledObject/autoscaling-scaled-object waits for: Chart, Deployment"
+    ]
+
+
 def manifest(stack: RenderedStack, kind: str, name: str | None = None) -> dict[str, Any]:
     resource = stack.one(kind, name) if name else stack.kind(kind)[0]
     return copy.deepcopy(preview.manifest_of(resource))

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from infra.config import WORKER_AUTO_OFFSET_RESET, parse_config
+from infra.config import parse_config
 from infra.render import RenderedStack, stack_config
 from services.core import contract, topics
+from services.core.contract import WORKER_AUTO_OFFSET_RESET
 from services.core.settings import Settings
 from services.tasks import catalog
 
@@ -88,21 +89,17 @@ def test_kafka_is_kraft_with_strimzi_v1_and_no_zookeeper(stack: RenderedStack) -
     assert spec(kafka)["kafka"]["version"] == config.kafka_version
 
 
-def test_dev_runs_one_combined_node() -> None:
-    from tests.infra.conftest import rendered_stack
-
-    pools = rendered_stack("dev").kind("KafkaNodePool")
+def test_dev_runs_one_combined_node(committed: Callable[[str], RenderedStack]) -> None:
+    pools = committed("dev").kind("KafkaNodePool")
     assert [(spec(p)["replicas"], spec(p)["roles"]) for p in pools] == [
         (1, ["controller", "broker"])
     ]
 
 
-def test_prod_runs_three_controllers_and_three_brokers() -> None:
-    from tests.infra.conftest import rendered_stack
-
-    pools = {
-        p.inputs["metadata"]["name"]: spec(p) for p in rendered_stack("prod").kind("KafkaNodePool")
-    }
+def test_prod_runs_three_controllers_and_three_brokers(
+    committed: Callable[[str], RenderedStack],
+) -> None:
+    pools = {p.inputs["metadata"]["name"]: spec(p) for p in committed("prod").kind("KafkaNodePool")}
     assert pools["controller"]["replicas"] == 3
     assert pools["controller"]["roles"] == ["controller"]
     assert pools["broker"]["replicas"] == 3
@@ -237,9 +234,12 @@ def test_settings_configmap_only_sets_real_settings(stack: RenderedStack) -> Non
     assert set(settings) <= known
     assert settings[contract.env_var("namespace")] == namespace_of(stack)
     assert settings[contract.env_var("api_host")] == "0.0.0.0"
+    assert settings[contract.env_var("worker_web_bind")] == "0.0.0.0"  # probed on the pod IP
+    assert settings[contract.env_var("declare_topics")] == "false"  # Strimzi owns topics
 
 
 def test_api_keys_and_redis_url_are_sent_as_secrets(stack: RenderedStack) -> None:
+    assert {"redis_url", "api_keys"} <= set(Settings.model_fields)
     app_secret = stack.named("app-secrets")
     assert app_secret.secret_paths  # the engine must receive them encrypted
     assert set(app_secret.inputs["stringData"]) == {

@@ -1,0 +1,1 @@
+"""One ComponentResource per platform part; each parents its children and registers outputs."""

@@ -1,0 +1,123 @@
+"""KEDA and the worker's ScaledObject: scale on the lag of the workers' own consumer group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import StackConfig
+from infra.k8s import wait_until_ready
+from services.core.contract import WORKER_AUTO_OFFSET_RESET
+
+KEDA_REPO = "https://kedacore.github.io/charts"
+KEDA_OPERATOR = "keda-operator"
+"""app.kubernetes.io/name of the KEDA operator pods, which read the consumer lag."""
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+
+
+class Keda(pulumi.ComponentResource):
+    """The KEDA operator and its CRDs."""
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        namespace: k8s.core.v1.Namespace,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("kafka-tasks:platform:Keda", name, None, opts)
+        self.chart = k8s.helm.v4.Chart(
+            f"{name}-chart",
+            chart="keda",
+            version=config.keda_chart_version,
+            repository_opts={"repo": KEDA_REPO},
+            namespace=namespace.metadata["name"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"chartVersion": config.keda_chart_version})
+
+
+def kafka_trigger(config: StackConfig, topic: str, lag_threshold: int) -> dict[str, Any]:
+    """One KEDA ``kafka`` trigger; KEDA wants every metadata value as a string."""
+    return {
+        "type": "kafka",
+        "metadata": {
+            "bootstrapServers": config.kafka_bootstrap,
+            # The exact group faust joins, from the same rule the worker uses.
+            "consumerGroup": config.consumer_group,
+            "topic": topic,
+            "lagThreshold": str(lag_threshold),
+            "activationLagThreshold": str(config.activation_lag_threshold),
+            # KEDA defaults to latest; a group that has not committed yet would then show no
+            # lag while the worker (earliest) still has the whole backlog to process.
+            "offsetResetPolicy": WORKER_AUTO_OFFSET_RESET,
+            "allowIdleConsumers": str(config.allow_idle_consumers).lower(),
+            "limitToPartitionsWithLag": str(config.limit_to_partitions_with_lag).lower(),
+        },
+    }
+
+
+class WorkerAutoscaling(pulumi.ComponentResource):
+    """One ScaledObject for the worker Deployment with a kafka trigger per consumed topic."""
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        keda: Keda,
+        worker: k8s.apps.v1.Deployment,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("kafka-tasks:app:WorkerAutoscaling", name, None, opts)
+        retry_topic = config.consumed_topics[-1]
+        triggers = [
+            kafka_trigger(
+                config,
+                topic,
+                config.retry_lag_threshold if topic == retry_topic else config.lag_threshold,
+            )
+            for topic in config.consumed_topics
+        ]
+        self.scaled_object = k8s.apiextensions.CustomResource(
+            f"{name}-scaled-object",
+            api_version=KEDA_API_VERSION,
+            kind="ScaledObject",
+            metadata={
+                "name": worker.metadata["name"],
+                "namespace": worker.metadata["namespace"],
+                "annotations": wait_until_ready(config.readiness_timeout_seconds),
+            },
+            spec={
+                "scaleTargetRef": {"name": worker.metadata["name"]},
+                "minReplicaCount": config.worker_min_replicas,
+                "maxReplicaCount": config.worker_max_replicas,
+                "pollingInterval": config.polling_interval_seconds,
+                "cooldownPeriod": config.cooldown_period_seconds,
+                "advanced": {
+                    "horizontalPodAutoscalerConfig": {
+                        "behavior": {
+                            "scaleUp": {
+                                "stabilizationWindowSeconds": config.scale_up_stabilization_seconds
+                            },
+                            "scaleDown": {
+                                "stabilizationWindowSeconds": (
+                                    config.scale_down_stabilization_seconds
+                                ),
+                                "policies": [
+                                    {
+                                        "type": "Percent",
+                                        "value": config.scale_down_percent_per_minute,
+                                        "periodSeconds": 60,
+                                    }
+                                ],
+                            },
+                        }
+                    }
+                },
+                "triggers": triggers,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[keda.chart, worker]),
+        )
+        self.register_outputs({"consumerGroup": config.consumer_group})

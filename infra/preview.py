@@ -1,0 +1,258 @@
+"""Offline preview: render every stack through the mocks, write and validate the manifests.
+
+    uv run python -m infra.preview [stack ...]
+
+Writes ``build/manifests/<stack>/``: one YAML file per Kubernetes object, plus ``charts.yaml``
+(the Helm charts with version and values; their own objects are rendered by the provider at
+deploy time and are not available offline). Built-in kinds are validated against the official
+Kubernetes JSON schemas (kubernetes-validate), custom resources against ``infra.crd_models``.
+Exits 1 on any schema error, so CI can gate on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+from infra.config import ConfigError
+from infra.crd_models import SPEC_MODELS, validate_custom_resource
+from infra.render import REPO_ROOT, STACKS, Registered, RenderedStack, render_stack
+
+KUBERNETES_VERSION = "1.34.0"
+"""The Kubernetes version whose schemas the built-in kinds are checked against."""
+OUTPUT_ROOT = REPO_ROOT / "build" / "manifests"
+HELM_CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
+CUSTOM_GROUPS = {api_version.rpartition("/")[0] for api_version, _ in SPEC_MODELS}
+"""API groups validated by infra.crd_models; any other version of them is an error there."""
+
+
+@dataclass
+class StackReport:
+    stack: str
+    rendered: RenderedStack
+    errors: list[str] = field(default_factory=list)
+    written: int = 0
+
+
+def manifest_of(resource: Registered) -> dict[str, Any]:
+    """The Kubernetes object as the provider would send it: Pulumi-only keys dropped and
+    auto-generated names filled in."""
+    fields = {k: v for k, v in resource.state.items() if not k.startswith("__")}
+    head: dict[str, Any] = {
+        k: fields.pop(k) for k in ("apiVersion", "kind", "metadata") if k in fields
+    }
+    return {**head, **fields}
+
+
+def validate_manifest(manifest: dict[str, Any]) -> list[str]:
+    """Schema errors of one object; [] when it is valid."""
+    group = str(manifest.get("apiVersion", "")).rpartition("/")[0]
+    if group in CUSTOM_GROUPS:
+        errors = validate_custom_resource(manifest)
+        errors.extend(_validate_hpa_behavior(manifest))
+        return errors
+    try:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = "/".join(str(p) for p in error.path)
+        return [f"{path}: {error.message}"]
+    except kubernetes_validate.InvalidSchemaError as error:
+        return [str(error)]
+    except kubernetes_validate.SchemaNotFoundError as error:
+        return [f"no Kubernetes {KUBERNETES_VERSION} schema: {error}"]
+    return []
+
+
+def _validate_hpa_behavior(manifest: dict[str, Any]) -> list[str]:
+    """A ScaledObject's HPA behavior is passed through verbatim to an autoscaling/v2 HPA,
+    so check it with that schema."""
+    if manifest.get("kind") != "ScaledObject":
+        return []
+    advanced = manifest.get("spec", {}).get("advanced") or {}
+    behavior = (advanced.get("horizontalPodAutoscalerConfig") or {}).get("behavior")
+    if behavior is None:
+        return []
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "behavior-check"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 1,
+            "behavior": behavior,
+        },
+    }
+    return [f"advanced.horizontalPodAutoscalerConfig.behavior: {e}" for e in validate_manifest(hpa)]
+
+
+def _file_name(manifest: dict[str, Any]) -> str:
+    """Stable across runs (registration order is not), grouped by namespace then kind."""
+    metadata = manifest.get("metadata", {})
+    namespace = metadata.get("namespace") or "_cluster"
+    return f"{namespace}--{manifest['kind'].lower()}--{metadata.get('name')}.yaml"
+
+
+def check_stack(stack: str, out_dir: Path | None) -> StackReport:
+    report = StackReport(stack, render_stack(stack))
+    if out_dir is not None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+    index = 0
+    charts = []
+    for resource in report.rendered.resources:
+        if resource.type == HELM_CHART_TYPE:
+            charts.append({"resource": resource.name, **manifest_of(resource)})
+            continue
+        if not resource.custom:
+            continue
+        manifest = manifest_of(resource)
+        for error in validate_manifest(manifest):
+            report.errors.append(f"{manifest.get('kind')} {resource.name}: {error}")
+        index += 1
+        if out_dir is not None:
+            # Secret values are redacted: the files are for review, not for kubectl apply.
+            for path in resource.secret_paths:
+                _redact(manifest, path)
+            (out_dir / _file_name(manifest)).write_text(yaml.safe_dump(manifest, sort_keys=False))
+    if out_dir is not None:
+        (out_dir / "charts.yaml").write_text(yaml.safe_dump_all(charts, sort_keys=False))
+    report.written = index
+    return report
+
+
+def _redact(manifest: dict[str, Any], path: str) -> None:
+    node: Any = manifest
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node.get(part, {})
+    if isinstance(node, dict) and parts[-1] in node:
+        value = node[parts[-1]]
+        node[parts[-1]] = {k: "<secret>" for k in value} if isinstance(value, dict) else "<secret>"
+
+
+def wait_graph(rendered: RenderedStack) -> dict[str, set[str]]:
+    """For each Kubernetes object or chart, what the engine makes it wait for. A dependency on
+    a component stands for all of its children; namespaces (a prerequisite of everything) are
+    left out so the summary shows the ordering that matters."""
+    by_urn = {r.urn: r for r in rendered.resources}
+    children: dict[str, list[str]] = {}
+    for r in rendered.resources:
+        children.setdefault(r.parent, []).append(r.urn)
+
+    def is_leaf(r: Registered) -> bool:
+        return r.custom or r.type == HELM_CHART_TYPE
+
+    def leaves(urn: str) -> list[str]:
+        node = by_urn.get(urn)
+        if node is None or is_leaf(node):
+            return [urn]
+        return [leaf for child in children.get(urn, []) for leaf in leaves(child)]
+
+    graph: dict[str, set[str]] = {}
+    for r in rendered.resources:
+        if not is_leaf(r):
+            continue
+        waits: set[str] = set()
+        node: Registered | None = r
+        while node is not None:  # the dependencies of every enclosing component count too
+            for dep in node.dependencies:
+                waits.update(leaves(dep))
+            node = by_urn.get(node.parent)
+        graph[r.urn] = {
+            u for u in waits if u in by_urn and by_urn[u].inputs.get("kind") != "Namespace"
+        }
+    return graph
+
+
+def dependency_chain(rendered: RenderedStack) -> list[str]:
+    """The longest chain of waits in the stack (ties broken by name, for a stable summary)."""
+    by_urn = {r.urn: r for r in rendered.resources}
+    graph = wait_graph(rendered)
+    longest: dict[str, list[str]] = {}
+
+    def chain(urn: str) -> list[str]:
+        if urn not in longest:
+            longest[urn] = []  # guards against cycles (the engine would reject them anyway)
+            deps = sorted(graph.get(urn, ()))
+            best = max((chain(dep) for dep in deps), key=len, default=[])
+            longest[urn] = [*best, urn]
+        return longest[urn]
+
+    path = max((chain(urn) for urn in sorted(graph)), key=len, default=[])
+    return [_label(by_urn[u]) for u in path]
+
+
+def prerequisites(rendered: RenderedStack, kind: str) -> list[str]:
+    """What the objects of ``kind`` wait for, summarised by kind (e.g. ``KafkaTopic x6``)."""
+    by_urn = {r.urn: r for r in rendered.resources}
+    graph = wait_graph(rendered)
+    lines = []
+    for r in sorted(rendered.kind(kind), key=lambda r: r.name):
+        waited = Counter(_kind(by_urn[u]) for u in graph[r.urn])
+        listed = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(waited.items()))
+        lines.append(f"{kind}/{r.name} waits for: {listed}")
+    return lines
+
+
+def _kind(r: Registered) -> str:
+    return str(r.inputs.get("kind") or r.type.split(":")[-1])
+
+
+def _label(r: Registered) -> str:
+    kind = _kind(r)
+    annotations = r.inputs.get("metadata", {}).get("annotations", {})
+    wait = annotations.get("pulumi.com/waitFor")
+    return f"{kind}/{r.name}" + (f" [{wait}]" if wait else "")
+
+
+def summary(report: StackReport) -> str:
+    rendered = report.rendered
+    kinds = Counter(r.inputs.get("kind") for r in rendered.resources if r.custom)
+    components = [r for r in rendered.resources if r.type.startswith("kafka-tasks:")]
+    lines = [
+        f"== {report.stack}: {len(rendered.resources)} resources "
+        f"({len(components)} components, {sum(kinds.values())} Kubernetes objects, "
+        f"{len(rendered.by_type(HELM_CHART_TYPE))} Helm charts)",
+        "   " + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())),
+        "   longest wait chain: " + " -> ".join(dependency_chain(rendered)),
+        *(
+            f"   {line}"
+            for kind in ("Deployment", "ScaledObject")
+            for line in prerequisites(rendered, kind)
+        ),
+        f"   outputs: {rendered.outputs}",
+        f"   manifests: {report.written} written, "
+        + ("schema OK" if not report.errors else f"{len(report.errors)} SCHEMA ERRORS"),
+    ]
+    lines.extend(f"   ! {error}" for error in report.errors)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("stacks", nargs="*", default=list(STACKS))
+    parser.add_argument("--out", type=Path, default=OUTPUT_ROOT)
+    args = parser.parse_args(argv)
+    failed = False
+    for stack in args.stacks:
+        try:
+            report = check_stack(stack, args.out / stack)
+        except ConfigError as error:
+            print(f"== {stack}: {error}")
+            failed = True
+            continue
+        print(summary(report))
+        failed = failed or bool(report.errors)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

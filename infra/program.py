@@ -1,0 +1,58 @@
+"""The composition root: declares every component in dependency order and exports outputs.
+
+Ordering, all explicit: Strimzi chart -> Kafka (Ready) -> KafkaTopics (Ready) -> application;
+Redis (StatefulSet ready) -> application; KEDA chart + worker Deployment -> ScaledObject (Ready).
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import config as stack_config
+from infra.components.app import Application, kafka_client_peers
+from infra.components.ingress import ApiIngress
+from infra.components.kafka import KafkaCluster, KafkaTopics
+from infra.components.keda import KEDA_OPERATOR, Keda, WorkerAutoscaling
+from infra.components.namespaces import Namespaces
+from infra.components.redis import Redis
+from infra.components.strimzi import StrimziOperator
+from services.core import contract
+
+
+def define_stack() -> None:
+    config, secrets = stack_config.load()
+
+    namespaces = Namespaces("namespaces", config)
+    strimzi = StrimziOperator("strimzi", config, namespaces.kafka)
+    kafka = KafkaCluster(
+        "kafka",
+        config,
+        namespaces.kafka,
+        operator=strimzi.chart,
+        client_peers=kafka_client_peers(config, KEDA_OPERATOR),
+    )
+    topics = KafkaTopics("topics", config, kafka)
+    redis = Redis(
+        "redis",
+        config,
+        secrets,
+        namespaces.app,
+        client_names=[contract.API_SERVICE_NAME, contract.WORKER_SERVICE_NAME],
+    )
+    keda = Keda("keda", config, namespaces.keda)
+    ingress = ApiIngress("ingress", config, namespaces.ingress, namespaces.app)
+    app = Application(
+        "app",
+        config,
+        secrets,
+        namespaces.app,
+        redis_url=redis.url,
+        # Depending on a component waits for all its children: every topic Ready, Redis up.
+        opts=pulumi.ResourceOptions(depends_on=[topics, redis]),
+    )
+    WorkerAutoscaling("autoscaling", config, keda, app.worker)
+
+    pulumi.export("apiUrl", ingress.url)
+    pulumi.export("kafkaBootstrap", kafka.bootstrap)
+    pulumi.export("topicNames", topics.topic_names)
+    pulumi.export("consumerGroup", config.consumer_group)
