@@ -33,3 +33,12 @@ class Problem(BaseModel):
     """Body of every error response."""
 
     detail: str | list[dict[str, JsonValue]]
+
+
+class TaskPage(BaseModel):
+    """One page of ``GET /tasks``, newest first."""
+
+    items: list[TaskPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )

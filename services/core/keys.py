@@ -28,6 +28,25 @@ class RedisKeys:
         """String "<task id> <request hash>" for an Idempotency-Key; ``result_ttl_seconds``."""
         return f"{self.prefix}idempotency:{key}"
 
+    def index(self, *, task: str | None = None, state: str | None = None) -> str:
+        """Sorted set of task ids for listing: all, by task name, by state, or by both.
+
+        Scored by creation time (µs), except terminal states: by finish time, trimmed when the
+        records expire. Written by the state script; ``idx:all`` and ``idx:task:<name>`` lose
+        expired ids to the workers' sweeper and to readers that find them gone.
+        """
+        if task and state:
+            return f"{self.prefix}idx:task:{task}:state:{state}"
+        if task:
+            return f"{self.prefix}idx:task:{task}"
+        if state:
+            return f"{self.prefix}idx:state:{state}"
+        return f"{self.prefix}idx:all"
+
+    def finished_per_second(self, state: str, second: int) -> str:
+        """Counter: tasks that reached terminal ``state`` in that epoch second; lives 1 h."""
+        return f"{self.prefix}rate:{state}:{second}"
+
     @property
     def unconfirmed(self) -> str:
         """Sorted set of PENDING task ids whose publication is not yet confirmed, scored by the

@@ -34,7 +34,7 @@ EVENTS_MAX_LEN: Final = 1000
 """Approximate cap on one task's event stream (progress reports can be many)."""
 
 # Fields stored as plain strings or integers; every other field holds JSON.
-_RAW_FIELDS: Final = frozenset({"status", "version", "attempts", "delivery"})
+_RAW_FIELDS: Final = frozenset({"status", "version", "attempts", "delivery", "created_us"})
 
 REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -52,12 +52,48 @@ _TERMINAL_LUA = "{" + ", ".join(f"{s.value} = true" for s in sorted(TERMINAL_STA
 _COMMON_LUA = f"""
 local allowed = {_lua_table(TRANSITIONS)}
 local terminal = {_TERMINAL_LUA}
-local function write(record, events, status, ttl, fields_from, maxlen)
+-- Common ARGV: key prefix, now (µs), expiry cutoff (µs), now (s), ttl (s), stream max length.
+local prefix, now_us, cutoff_us = ARGV[1], ARGV[2], ARGV[3]
+local now_s, ttl, maxlen = ARGV[4], ARGV[5], ARGV[6]
+local FIELDS_FROM = 9
+
+-- Listing indexes, kept in the same atomic write: every task by creation time, by task name,
+-- by state and by both. Live states are ordered by creation; terminal ones by the time they
+-- finished, so they are trimmed exactly when their records expire.
+local function reindex(id, task, created, previous, status)
+  if not previous then
+    redis.call('ZADD', prefix .. 'idx:all', created, id)
+    redis.call('ZADD', prefix .. 'idx:task:' .. task, created, id)
+  end
+  if previous == status then return end
+  if previous then
+    redis.call('ZREM', prefix .. 'idx:state:' .. previous, id)
+    redis.call('ZREM', prefix .. 'idx:task:' .. task .. ':state:' .. previous, id)
+  end
+  local score = created
+  if terminal[status] then score = now_us end
+  local by_state = prefix .. 'idx:state:' .. status
+  local by_both = prefix .. 'idx:task:' .. task .. ':state:' .. status
+  for _, key in ipairs({{by_state, by_both}}) do
+    redis.call('ZADD', key, score, id)
+    if terminal[status] then redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff_us) end
+  end
+  if terminal[status] then
+    local rate = prefix .. 'rate:' .. status .. ':' .. now_s
+    redis.call('INCR', rate)
+    redis.call('EXPIRE', rate, 3600)
+  end
+end
+
+local function write(record, events, previous, status)
   redis.call('HSET', record, 'status', status)
-  for i = fields_from, #ARGV, 2 do
+  for i = FIELDS_FROM, #ARGV, 2 do
     redis.call('HSET', record, ARGV[i], ARGV[i + 1])
   end
   redis.call('HINCRBY', record, 'version', 1)
+  local id = cjson.decode(redis.call('HGET', record, 'id'))
+  local task = cjson.decode(redis.call('HGET', record, 'task'))
+  reindex(id, task, redis.call('HGET', record, 'created_us'), previous, status)
   local flat = redis.call('HGETALL', record)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(flat))
   if terminal[status] then
@@ -72,7 +108,7 @@ end
 """
 
 # KEYS: record, events, unconfirmed set, idempotency key ('' for none).
-# ARGV: ttl, stream max length, unconfirmed deadline, idempotency value, field/value pairs.
+# ARGV: common (1-6), unconfirmed deadline, idempotency value, field/value pairs.
 # Returns {'ok', flat record} | {'exists', ''} | {'duplicate', idempotency value}.
 CREATE_SCRIPT: Final = (
     _COMMON_LUA
@@ -82,37 +118,38 @@ if KEYS[4] ~= '' then
   if previous then return {'duplicate', previous} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', ''} end
-if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[1]) end
-redis.call('ZADD', KEYS[3], ARGV[3], cjson.decode(ARGV[6]))  -- field 'id' comes first
-return {'ok', write(KEYS[1], KEYS[2], 'PENDING', ARGV[1], 5, ARGV[2])}
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[8], 'EX', ttl) end
+redis.call('HSET', KEYS[1], 'created_us', now_us)
+local flat = write(KEYS[1], KEYS[2], false, 'PENDING')
+redis.call('ZADD', KEYS[3], ARGV[7], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
+return {'ok', flat}
 """
 )
 
 # KEYS: record, events, unconfirmed set.
-# ARGV: new status, ttl, stream max length, delivery starting an attempt ('' if none),
-#       field/value pairs.
+# ARGV: common (1-6), new status, delivery starting an attempt ('' if none), field/value pairs.
 # Returns {'ok', flat record} | {'missing', ''} | {'refused', current status}
 #       | {'running', delivery that runs it}.
 UPDATE_SCRIPT: Final = (
     _COMMON_LUA
     + """
+local status, delivery = ARGV[7], ARGV[8]
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {'missing', ''} end
-if not allowed[current][ARGV[1]] then return {'refused', current} end
-if ARGV[4] ~= '' then
+if not allowed[current][status] then return {'refused', current} end
+if delivery ~= '' then
   -- Starting an attempt. A task already running from another delivery (a duplicate copy of
   -- its message) is left alone; the same delivery again (after a crash) restarts it.
   local holder = redis.call('HGET', KEYS[1], 'delivery')
-  if current == 'PROGRESS' and holder and holder ~= ARGV[4] then
+  if current == 'PROGRESS' and holder and holder ~= delivery then
     return {'running', holder}
   end
-  redis.call('HSET', KEYS[1], 'delivery', ARGV[4])
+  redis.call('HSET', KEYS[1], 'delivery', delivery)
   redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 end
-local id = redis.call('HGET', KEYS[1], 'id')
 -- Any write means the task's message was seen (or the task settled): the sweeper lets it be.
-redis.call('ZREM', KEYS[3], cjson.decode(id))
-return {'ok', write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], 5, ARGV[3])}
+redis.call('ZREM', KEYS[3], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
+return {'ok', write(KEYS[1], KEYS[2], current, status)}
 """
 )
 
@@ -186,8 +223,7 @@ class TaskStore:
         request_hash = _request_hash(task, payload)
         idempotency = self._keys.idempotency(idempotency_key) if idempotency_key else ""
         args: list[Any] = [
-            self._ttl,
-            EVENTS_MAX_LEN,
+            *self._common_args(),
             time.time() + self._publish_deadline,
             f"{task_id} {request_hash}",
             *_encode_fields(fields),
@@ -248,9 +284,8 @@ class TaskStore:
             fields["error"] = error.model_dump(mode="json")
         fields["retry_at"] = retry_at
         args: list[Any] = [
+            *self._common_args(),
             status.value,
-            self._ttl,
-            EVENTS_MAX_LEN,
             start_delivery or "",
             *_encode_fields(fields),
         ]
@@ -307,6 +342,103 @@ class TaskStore:
                 record = record_from_fields(entry_fields)
                 yield record
 
+    async def list_tasks(
+        self,
+        *,
+        state: TaskState | None = None,
+        task: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> tuple[list[TaskRecord], int | None]:
+        """Newest first, from the index that matches the filters (no scan of the key space).
+
+        The time window applies to creation time, or to finish time when ``state`` is terminal
+        (that index is ordered by it). Returns the page and the cursor of the next one.
+        """
+        key = self._keys.index(task=task, state=state.value if state else None)
+        high: str = f"({cursor}" if cursor is not None else (str(_us(until)) if until else "+inf")
+        low = str(_us(since)) if since else "-inf"
+        entries = await self._guard(
+            self._redis.zrevrangebyscore(key, high, low, start=0, num=limit, withscores=True)
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hgetall(self._keys.record(_decode(member)))
+            found = await self._guard(pipe.execute())
+        records = [record_from_fields(fields) for fields in found if fields]
+        gone = [member for (member, _), fields in zip(entries, found, strict=True) if not fields]
+        if gone:  # expired since they were indexed
+            await self._guard(self._redis.zrem(key, *gone))
+        next_cursor = int(entries[-1][1]) if len(entries) == limit else None
+        return records, next_cursor
+
+    async def counts(self, task_names: list[str]) -> dict[str, dict[str, int]]:
+        """Tasks per task name and state, from the indexes (terminal ones trimmed first)."""
+        cutoff = f"({self._common_args()[2]}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in task_names:
+                for state in TaskState:
+                    key = self._keys.index(task=name, state=state.value)
+                    if state.is_terminal:
+                        pipe.zremrangebyscore(key, "-inf", cutoff)
+                    pipe.zcard(key)
+            answers = iter(await self._guard(pipe.execute()))
+        result: dict[str, dict[str, int]] = {}
+        for name in task_names:
+            result[name] = {}
+            for state in TaskState:
+                if state.is_terminal:
+                    next(answers)  # the trim's count
+                result[name][state.value] = int(next(answers))
+        return result
+
+    async def finished_per_second(self, seconds: int) -> dict[str, list[int]]:
+        """For each terminal state, how many tasks reached it in each of the last ``seconds``
+        seconds (oldest first, the current second last)."""
+        now = int(time.time())
+        span = range(now - seconds + 1, now + 1)
+        result: dict[str, list[int]] = {}
+        for state in sorted(TERMINAL_STATES):
+            keys = [self._keys.finished_per_second(state.value, second) for second in span]
+            values = await self._guard(self._redis.mget(keys))
+            result[state.value] = [int(v) if v else 0 for v in values]
+        return result
+
+    async def trim_expired(self, task_names: list[str], *, batch: int = 200) -> int:
+        """Remove ids of expired records from the by-creation indexes; returns how many."""
+        cutoff = self._common_args()[2]
+        all_key = self._keys.index()
+        candidates = await self._guard(
+            self._redis.zrangebyscore(all_key, "-inf", cutoff, start=0, num=batch)
+        )
+        if not candidates:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member in candidates:
+                pipe.exists(self._keys.record(_decode(member)))
+            alive = await self._guard(pipe.execute())
+        gone = [m for m, exists in zip(candidates, alive, strict=True) if not exists]
+        if gone:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(all_key, *gone)
+                for name in task_names:
+                    pipe.zrem(self._keys.index(task=name), *gone)
+                await self._guard(pipe.execute())
+        return len(gone)
+
+    def _common_args(self) -> list[Any]:
+        now_us = time.time_ns() // 1000
+        return [
+            self._keys.prefix,
+            str(now_us),
+            str(now_us - self._ttl * 1_000_000),
+            str(now_us // 1_000_000),
+            self._ttl,
+            EVENTS_MAX_LEN,
+        ]
+
     async def _guard(self, awaitable: Any) -> Any:
         try:
             return await awaitable
@@ -319,6 +451,10 @@ def _encode_fields(fields: dict[str, Any]) -> list[str]:
     for name, value in fields.items():
         encoded += [name, json.dumps(value, default=_json_default)]
     return encoded
+
+
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
 
 
 def _request_hash(task: str, payload: dict[str, JsonValue]) -> str:

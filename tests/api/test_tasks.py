@@ -123,3 +123,27 @@ async def test_health_endpoints(api_client: httpx.AsyncClient) -> None:
     ready = await api_client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"redis": True, "kafka": True}
+
+
+async def test_listing_filters_and_pages_through_recent_tasks(
+    api_client: httpx.AsyncClient,
+) -> None:
+    ids = [(await submit(api_client, "noop", {"echo": str(i)}))["id"] for i in range(5)]
+    await submit(api_client, "sleep", {"seconds": 1})
+
+    first = (await api_client.get("/tasks", params={"task": "noop", "limit": 3})).json()
+    rest = (
+        await api_client.get(
+            "/tasks", params={"task": "noop", "limit": 3, "cursor": first["next_cursor"]}
+        )
+    ).json()
+    pending = (await api_client.get("/tasks", params={"state": "PENDING"})).json()
+    unknown = await api_client.get("/tasks", params={"task": "nope"})
+    bad_state = await api_client.get("/tasks", params={"state": "DONE"})
+
+    assert [t["id"] for t in first["items"] + rest["items"]] == ids[::-1]
+    assert rest["next_cursor"] is None
+    assert len(pending["items"]) == 6
+    assert unknown.status_code == 422
+    assert "known tasks" in unknown.json()["detail"]
+    assert bad_state.status_code == 422

@@ -18,6 +18,7 @@ from services.core.models import Progress, TaskError
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
+from tests.helpers import eventually
 
 
 async def test_create_then_transitions_raise_the_version(store: TaskStore) -> None:
@@ -167,3 +168,56 @@ async def test_a_second_copy_of_a_message_cannot_start_a_running_task(store: Tas
     # The same delivery again (the worker died and Kafka redelivered it) restarts the task.
     restarted = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/5")
     assert restarted.attempts == 2
+
+
+async def test_listing_filters_by_state_and_name_newest_first_with_a_cursor(
+    store: TaskStore,
+) -> None:
+    ids = []
+    for index in range(7):
+        task_id = uuid.uuid4()
+        await store.create(task_id, "noop" if index % 2 else "sleep", {"i": index})
+        ids.append(task_id)
+    for task_id in ids[:3]:
+        await store.transition(task_id, TaskState.PROGRESS, start_delivery=f"t/0/{task_id}")
+    await store.transition(ids[0], TaskState.COMPLETE, result=None)
+
+    first, cursor = await store.list_tasks(limit=4)
+    rest, end = await store.list_tasks(limit=4, cursor=cursor)
+    assert [r.id for r in first + rest] == ids[::-1]
+    assert end is None
+
+    progress, _ = await store.list_tasks(state=TaskState.PROGRESS)
+    assert [r.id for r in progress] == [ids[2], ids[1]]
+    noop_pending, _ = await store.list_tasks(state=TaskState.PENDING, task="noop")
+    assert [r.id for r in noop_pending] == [ids[5], ids[3]]
+    done, _ = await store.list_tasks(state=TaskState.COMPLETE, task="sleep")
+    assert [r.id for r in done] == [ids[0]]
+
+    counts = await store.counts(["noop", "sleep"])
+    assert counts["sleep"] == {
+        "PENDING": 2,
+        "PROGRESS": 1,
+        "RETRY": 0,
+        "COMPLETE": 1,
+        "FAILURE": 0,
+        "CANCELLED": 0,
+    }
+    assert counts["noop"]["PENDING"] == 2
+    assert counts["noop"]["PROGRESS"] == 1
+    rates = await store.finished_per_second(60)
+    assert sum(rates["COMPLETE"]) == 1
+    assert len(rates["FAILURE"]) == 60
+
+
+async def test_expired_tasks_leave_the_indexes(redis_client: Redis, settings: Settings) -> None:
+    store = TaskStore(redis_client, namespace=settings.namespace, result_ttl_seconds=1)
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {})
+    await store.transition(task_id, TaskState.COMPLETE, result=None)
+    # Expire the record as Redis would at its TTL, and let the cutoff pass.
+    await redis_client.delete(store.keys.record(task_id))
+    await eventually(lambda: store.trim_expired(["noop"]), lambda n: n == 1, within=5)
+
+    assert await store.list_tasks() == ([], None)
+    assert (await store.counts(["noop"]))["noop"]["COMPLETE"] == 0

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.api.deps import ServicesDep
 from services.api.limits import require_json
-from services.api.schemas import Problem, TaskCreate, TaskPublic
+from services.api.schemas import Problem, TaskCreate, TaskPage, TaskPublic
 from services.core import metrics
 from services.core.errors import (
     BackendUnavailableError,
@@ -112,6 +113,43 @@ async def submit_task(
     metrics.TASKS_SUBMITTED.labels(spec.name).inc()
     log.info("task accepted", task_id=str(task_id), task=spec.name)
     return TaskPublic.model_validate(record.model_dump())
+
+
+@router.get(
+    "",
+    response_model=TaskPage,
+    responses={422: {"model": Problem, "description": "Unknown task name or bad filter."}},
+)
+async def list_tasks(
+    services: ServicesDep,
+    state: Annotated[TaskState | None, Query(description="Only tasks in this state.")] = None,
+    task: Annotated[str | None, Query(max_length=200, description="Only this task name.")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="Created (finished, for a terminal state) at or after this time."),
+    ] = None,
+    until: Annotated[datetime | None, Query(description="... and at or before this time.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}$")] = None,
+) -> TaskPage:
+    """Recent tasks, newest first, filtered by state, task name and time window."""
+    if task is not None and task not in services.catalog.names():
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"unknown task {task!r}; known tasks: {', '.join(services.catalog.names())}",
+        )
+    records, next_cursor = await services.store.list_tasks(
+        state=state,
+        task=task,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=int(cursor) if cursor else None,
+    )
+    return TaskPage(
+        items=[TaskPublic.model_validate(r.model_dump()) for r in records],
+        next_cursor=str(next_cursor) if next_cursor is not None else None,
+    )
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=NOT_FOUND | UNAVAILABLE)

@@ -1,0 +1,1 @@
+"""The `kafka-tasks` command-line tool (typer + rich), built on services.client."""

@@ -1,0 +1,66 @@
+"""Rich renderings of records and tables for the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from services.core.models import TaskRecord
+
+STATE_STYLE = {
+    "PENDING": "yellow",
+    "PROGRESS": "cyan",
+    "RETRY": "magenta",
+    "COMPLETE": "green",
+    "FAILURE": "red",
+    "CANCELLED": "dim",
+}
+
+
+def state(value: str) -> Text:
+    return Text(value, style=STATE_STYLE.get(value, ""))
+
+
+def record_panel(record: TaskRecord) -> RenderableType:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("id", str(record.id))
+    table.add_row("task", record.task)
+    table.add_row("state", state(record.status))
+    percent = record.progress.percent if record.progress else 0
+    message = record.progress.message if record.progress else ""
+    table.add_row("progress", Group(ProgressBar(total=100, completed=percent, width=30), message))
+    table.add_row("attempts", str(record.attempts))
+    table.add_row("payload", json.dumps(record.payload))
+    if record.result is not None:
+        table.add_row("result", json.dumps(record.result))
+    if record.error is not None:
+        table.add_row("error", f"{record.error.type}: {record.error.message}")
+    if record.retry_at is not None:
+        table.add_row("retry at", record.retry_at.isoformat())
+    table.add_row("created", record.created_at.isoformat())
+    table.add_row("updated", record.updated_at.isoformat())
+    return Panel(table, title=f"task {str(record.id)[:8]}", expand=False)
+
+
+def records_table(records: list[TaskRecord]) -> Table:
+    table = Table()
+    for column in ("id", "task", "state", "progress", "attempts", "created"):
+        table.add_column(column)
+    for record in records:
+        percent = record.progress.percent if record.progress else 0
+        table.add_row(
+            str(record.id),
+            record.task,
+            state(record.status),
+            f"{percent:.0f}%",
+            str(record.attempts),
+            record.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    return table

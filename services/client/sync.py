@@ -1,0 +1,136 @@
+"""The blocking client, for scripts and sync services; same methods as AsyncClient."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import httpx
+from httpx_sse import SSEError, connect_sse
+
+from services.client import _protocol as protocol
+from services.client.errors import WaitTimeout
+from services.core.models import TaskRecord
+
+POLL_SECONDS = 0.5
+
+
+class Client:
+    """Submit and follow kafka-tasks tasks. Base URL and API key default to the
+    ``KAFKA_TASKS_URL`` and ``KAFKA_TASKS_API_KEY`` environment variables."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+    ) -> None:
+        self.config = protocol.ClientConfig.resolve(
+            base_url, api_key, timeout=timeout, retries=retries
+        )
+        self._http = httpx.Client(
+            base_url=self.config.base_url, headers=self.config.headers(), timeout=timeout
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(
+        self,
+        task: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> TaskRecord:
+        """Submit a task; returns its PENDING record. Retried on 503 only with a key."""
+        request = protocol.submission(task, payload, idempotency_key)
+
+        def send() -> httpx.Response:
+            return self._http.post("/tasks", **request)
+
+        return protocol.record_of(self._retrying(send) if idempotency_key else send())
+
+    def get(self, task_id: UUID | str) -> TaskRecord:
+        return protocol.record_of(self._retrying(lambda: self._http.get(f"/tasks/{task_id}")))
+
+    def cancel(self, task_id: UUID | str) -> TaskRecord:
+        return protocol.record_of(
+            self._retrying(lambda: self._http.post(f"/tasks/{task_id}/cancel"))
+        )
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[TaskRecord], str | None]:
+        params = protocol.list_params(state, task, limit, cursor)
+        response = self._retrying(lambda: self._http.get("/tasks", params=params))
+        protocol.raise_for(response)
+        body = response.json()
+        return [TaskRecord.model_validate(item) for item in body["items"]], body["next_cursor"]
+
+    def events(self, task_id: UUID | str) -> Iterator[TaskRecord]:
+        """Every state the task moves through from now on (current first), to a terminal one."""
+        with connect_sse(self._http, "GET", f"/tasks/{task_id}/events") as source:
+            if not source.response.is_success:
+                source.response.read()
+                protocol.raise_for(source.response)
+            for event in source.iter_sse():
+                if event.event == "state":
+                    yield TaskRecord.model_validate_json(event.data)
+
+    def wait(self, task_id: UUID | str, *, timeout: float | None = None) -> TaskRecord:
+        """Wait until the task finishes: its record if COMPLETE; TaskFailed, TaskCancelledError
+        or WaitTimeout otherwise. Follows the SSE stream, polling if the stream breaks."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: TaskRecord | None = None
+        try:
+            for record in self.events(task_id):
+                last = record
+                if record.status.is_terminal:
+                    return protocol.outcome(record)
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+        except (httpx.TransportError, SSEError):
+            pass  # the stream broke (or read timed out): fall back to polling
+        while deadline is None or time.monotonic() <= deadline:
+            last = self.get(task_id)
+            if last.status.is_terminal:
+                return protocol.outcome(last)
+            time.sleep(POLL_SECONDS)
+        raise WaitTimeout(str(task_id), timeout or 0, last)
+
+    def _retrying(self, send: Callable[[], httpx.Response]) -> httpx.Response:
+        deadline = time.monotonic() + self.config.timeout
+        for attempt in range(1, self.config.retries + 2):
+            final = attempt > self.config.retries or time.monotonic() > deadline
+            try:
+                response = send()
+            except protocol.RETRYABLE_ERRORS as error:
+                if final:
+                    raise protocol.unreachable(self.config, error) from error
+            else:
+                if final or not protocol.retryable_status(response):
+                    return response
+            time.sleep(protocol.backoff(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover

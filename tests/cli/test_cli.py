@@ -1,0 +1,70 @@
+"""The `kafka-tasks` command against the real local stack."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli.app import app
+from tests.conftest import AppStack, StartApps
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(start_apps: StartApps, namespace: str) -> dict[str, str]:
+    apps: AppStack = start_apps(namespace)
+    assert apps.api is not None
+    return {"KAFKA_TASKS_URL": apps.api.url}
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_submit_wait_status_and_list(env: dict[str, str]) -> None:
+    code, out = run(env, "submit", "noop", "-f", "echo=hi", "--wait", "--json")
+    assert code == 0, out
+    record = json.loads(out)
+    assert (record["status"], record["result"]) == ("COMPLETE", "hi")
+
+    code, out = run(env, "status", record["id"], "--json")
+    assert code == 0
+    assert json.loads(out)["id"] == record["id"]
+
+    code, out = run(env, "list", "--task", "noop", "--json")
+    assert code == 0
+    assert [r["id"] for r in json.loads(out)] == [record["id"]]
+
+    code, out = run(env, "status", record["id"])
+    assert code == 0
+    assert "COMPLETE" in out
+
+
+def test_exit_codes_mean_something(env: dict[str, str]) -> None:
+    code, out = run(env, "submit", "fail", "--wait")
+    assert code == 1
+    assert "DemoTaskError" in out
+
+    code, _ = run(env, "status", str(uuid.uuid4()))
+    assert code == 4
+
+    code, out = run(env, "submit", "sleep", "-p", '{"seconds": -1}')
+    assert code == 8
+    assert "payload.seconds: Input should be greater than or equal to 0" in out
+
+    code, out = run(env, "submit", "sleep", "-f", "seconds=30", "--json")
+    task_id = json.loads(out)["id"]
+    assert run(env, "cancel", task_id)[0] == 0
+    assert run(env, "status", task_id)[0] == 3
+    assert run(env, "cancel", task_id)[0] == 8  # already finished: 409
+
+
+def test_an_unreachable_api_is_exit_7() -> None:
+    code, out = run({"KAFKA_TASKS_URL": "http://127.0.0.1:9"}, "status", str(uuid.uuid4()))
+    assert code == 7
+    assert "cannot reach" in out

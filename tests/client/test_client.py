@@ -1,0 +1,115 @@
+"""The Python client against the real local stack (no mocked transport)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from devstack.processes import free_port
+from services.client import (
+    AsyncClient,
+    Client,
+    ServiceUnavailable,
+    TaskCancelledError,
+    TaskFailed,
+    TaskNotFound,
+    TaskState,
+    Unauthorized,
+    WaitTimeout,
+)
+from tests.conftest import AppStack, StartApps
+
+KEY = "client-test-key"
+
+
+@pytest.fixture
+def apps(start_apps: StartApps, namespace: str) -> AppStack:
+    return start_apps(namespace, env={"KT_API_KEYS": json.dumps([KEY])})
+
+
+def url(apps: AppStack) -> str:
+    assert apps.api is not None
+    return apps.api.url
+
+
+async def test_async_client_submits_follows_and_waits(apps: AppStack) -> None:
+    async with AsyncClient(url(apps), api_key=KEY) as tasks:
+        submitted = await tasks.submit("sleep", {"seconds": 0.6, "steps": 3})
+        assert submitted.status is TaskState.PENDING
+        seen = [record.status async for record in tasks.events(submitted.id)]
+        done = await tasks.wait(submitted.id, timeout=30)
+        fetched = await tasks.get(submitted.id)
+        page, _ = await tasks.list(task="sleep", limit=10)
+
+    assert seen[-1] is TaskState.COMPLETE
+    assert TaskState.PROGRESS in seen
+    assert done.result == {"slept_seconds": 0.6}
+    assert fetched == done
+    assert [r.id for r in page] == [submitted.id]
+
+
+async def test_failures_surface_as_typed_exceptions(apps: AppStack) -> None:
+    async with AsyncClient(url(apps), api_key=KEY) as tasks:
+        failing = await tasks.submit("fail", {"message": "remote boom"})
+        with pytest.raises(TaskFailed) as failed:
+            await tasks.wait(failing.id, timeout=30)
+
+        slow = await tasks.submit("sleep", {"seconds": 30, "steps": 30})
+        with pytest.raises(WaitTimeout) as timed_out:
+            await tasks.wait(slow.id, timeout=1.5)
+        await tasks.cancel(slow.id)
+        with pytest.raises(TaskCancelledError):
+            await tasks.wait(slow.id, timeout=30)
+
+        with pytest.raises(TaskNotFound):
+            await tasks.get(uuid.uuid4())
+
+    assert failed.value.error_type == "DemoTaskError"
+    assert failed.value.remote_message == "remote boom"
+    assert "DemoTaskError: remote boom" in (failed.value.remote_traceback or "")
+    assert timed_out.value.last is not None
+    assert timed_out.value.last.status is TaskState.PROGRESS
+
+
+async def test_wrong_key_is_unauthorized_and_a_dead_api_is_unavailable(apps: AppStack) -> None:
+    async with AsyncClient(url(apps), api_key="wrong") as tasks:
+        with pytest.raises(Unauthorized):
+            await tasks.submit("noop")
+    nobody = f"http://127.0.0.1:{free_port()}"
+    async with AsyncClient(nobody, retries=2, timeout=5) as tasks:
+        with pytest.raises(ServiceUnavailable):
+            await tasks.get(uuid.uuid4())
+
+
+async def test_an_idempotent_submission_can_be_repeated(apps: AppStack) -> None:
+    async with AsyncClient(url(apps), api_key=KEY) as tasks:
+        first = await tasks.submit("noop", {"echo": "x"}, idempotency_key="job-7")
+        again = await tasks.submit("noop", {"echo": "x"}, idempotency_key="job-7")
+    assert again.id == first.id
+
+
+def test_sync_client_does_the_same(apps: AppStack) -> None:
+    with Client(url(apps), api_key=KEY) as tasks:
+        submitted = tasks.submit("noop", {"echo": "sync"})
+        done = tasks.wait(submitted.id, timeout=30)
+        states = [r.status for r in tasks.events(submitted.id)]
+        failing = tasks.submit("fail", {})
+        with pytest.raises(TaskFailed):
+            tasks.wait(failing.id, timeout=30)
+        with pytest.raises(TaskNotFound):
+            tasks.cancel(uuid.uuid4())
+    assert done.result == "sync"
+    assert states == [TaskState.COMPLETE]
+
+
+async def test_the_client_reads_its_settings_from_the_environment(
+    apps: AppStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAFKA_TASKS_URL", url(apps))
+    monkeypatch.setenv("KAFKA_TASKS_API_KEY", KEY)
+    async with AsyncClient() as tasks:
+        record = await tasks.submit("noop")
+        assert (await asyncio.wait_for(tasks.wait(record.id), 30)).status is TaskState.COMPLETE
