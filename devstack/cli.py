@@ -79,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                 api_port=args.api_port,
             )
         elif args.command == "tools":
-            tools.ensure("java", "mvn", "redis-server")
+            tools.ensure("java", "mvn", "redis-server", "chromium")
             libs = kafka.ensure_jars(args.home)
             console.print(
-                f"java, maven, redis-server present; Kafka {kafka.kafka_version()} jars cached "
-                f"in {stack.short_path(libs)}"
+                "java, maven, redis-server and chromium present; Kafka "
+                f"{kafka.kafka_version()} jars cached in {stack.short_path(libs)}"
             )
         elif args.command == "down":
             state = stack.load(args.home)

@@ -10,7 +10,13 @@ import subprocess
 from devstack.processes import DevstackError
 
 # Debian package that provides each tool.
-_PACKAGES = {"java": "openjdk-17-jre-headless", "mvn": "maven", "redis-server": "redis-server"}
+_PACKAGES = {
+    "java": "openjdk-17-jre-headless",
+    "mvn": "maven",
+    "redis-server": "redis-server",
+    # The dashboard's browser test drives Debian's Chromium (Playwright cannot download its own).
+    "chromium": "chromium",
+}
 MIN_JAVA = 17
 
 

@@ -9,13 +9,14 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from services.api.deps import Services
 from services.api.limits import BodySizeLimit
 from services.api.routes import catalog as catalog_routes
-from services.api.routes import health, tasks
+from services.api.routes import dashboard, health, tasks
 from services.api.schemas import Problem
 from services.api.security import ApiKeys, require_api_key
 from services.core import contract, metrics
@@ -77,6 +78,9 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     for router in (tasks.router, catalog_routes.router):
         app.include_router(router, dependencies=protected, responses=unauthorized)
     app.include_router(health.router)
+    app.include_router(dashboard.page)
+    app.include_router(dashboard.data, responses=unauthorized)
+    app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard")
     app.add_middleware(BodySizeLimit, limit=settings.max_payload_bytes + ENVELOPE_BYTES)
 
     @app.middleware("http")

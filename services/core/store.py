@@ -316,6 +316,13 @@ class TaskStore:
             pipe.zrem(self._keys.unconfirmed, str(task_id))
             await self._guard(pipe.execute())
 
+    async def history(self, task_id: UUID) -> list[TaskRecord]:
+        """Every state write the task went through (up to the stream's cap), oldest first."""
+        entries = await self._guard(self._redis.xrange(self._keys.events(task_id)))
+        if not entries:
+            raise TaskNotFoundError(str(task_id))
+        return [record_from_fields(fields) for _, fields in entries]
+
     async def follow(
         self, task_id: UUID, *, block_ms: int = 15_000
     ) -> AsyncIterator[TaskRecord | None]:

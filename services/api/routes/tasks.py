@@ -162,6 +162,18 @@ async def get_task(task_id: UUID, services: ServicesDep) -> TaskPublic:
     return TaskPublic.model_validate(record.model_dump())
 
 
+@router.get(
+    "/{task_id}/history", response_model=list[TaskPublic], responses=NOT_FOUND | UNAVAILABLE
+)
+async def task_history(task_id: UUID, services: ServicesDep) -> list[TaskPublic]:
+    """Every state the task went through, oldest first."""
+    try:
+        records = await services.store.history(task_id)
+    except TaskNotFoundError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
+    return [TaskPublic.model_validate(r.model_dump()) for r in records]
+
+
 @router.post(
     "/{task_id}/cancel",
     response_model=TaskPublic,
