@@ -11,7 +11,6 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 
 from services.api.deps import Services
 from services.api.limits import BodySizeLimit
@@ -25,6 +24,7 @@ from services.core.errors import BackendUnavailableError
 from services.core.kafka_topics import ensure_topics
 from services.core.logs import get_logger
 from services.core.publisher import TaskPublisher
+from services.core.redis_client import connect
 from services.core.settings import Settings
 from services.core.store import TaskStore
 
@@ -37,11 +37,7 @@ ENVELOPE_BYTES = 4096
 def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-        )
+        redis = connect(settings)
         store = TaskStore(
             redis,
             namespace=settings.namespace,

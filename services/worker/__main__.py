@@ -3,11 +3,11 @@
 import asyncio
 
 import faust
-from redis.asyncio import Redis
 
 from services.core.kafka_topics import ensure_topics
 from services.core.logs import configure
 from services.core.publisher import TaskPublisher
+from services.core.redis_client import connect
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.tasks import catalog
@@ -25,11 +25,7 @@ def main() -> None:
     configure(level=settings.log_level, json=settings.log_json)
     if settings.declare_topics:
         asyncio.run(ensure_topics(settings, catalog))
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
+    redis = connect(settings)
     store = TaskStore(
         redis,
         namespace=settings.namespace,

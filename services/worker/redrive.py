@@ -16,13 +16,13 @@ from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
-from redis.asyncio import Redis
 
 from services.core import topics
 from services.core.catalog import Catalog
 from services.core.lag import topic_partitions
 from services.core.models import DeadLetter, TaskMessage
 from services.core.publisher import TaskPublisher
+from services.core.redis_client import connect
 from services.core.settings import Settings
 from services.core.store import TaskStore
 
@@ -49,7 +49,7 @@ async def redrive(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings)
     store = TaskStore(
         redis, namespace=settings.namespace, result_ttl_seconds=settings.result_ttl_seconds
     )

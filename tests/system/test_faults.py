@@ -89,11 +89,15 @@ async def test_redis_down_means_503_and_a_restart_loses_no_running_task(
 
         assert refused.status_code == 503
         assert "redis is unavailable" in refused.json()["detail"]
+        # The API's pooled connections died with Redis; the very next request still succeeds.
+        after = await submit(client, "noop", {"echo": "after the restart"})
         finals = [
-            await wait_status(client, t["id"], "COMPLETE", within=90) for t in running + queued
+            await wait_status(client, t["id"], "COMPLETE", within=90)
+            for t in [*running, *queued, after]
         ]
     assert {r["status"] for r in finals} == {"COMPLETE"}
     assert [r["result"] for r in finals[:4]] == [{"slept_seconds": 4.0}] * 4
+    assert finals[-1]["result"] == "after the restart"
 
 
 async def test_a_task_whose_message_was_never_published_is_failed_not_left_pending(
