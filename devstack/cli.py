@@ -43,8 +43,9 @@ def up(home: Path, *, brokers: int, workers: int, apps: bool, api_port: int) -> 
 
 def print_status(state: stack.StackState) -> None:
     table = Table(title="kafka-tasks local stack")
-    for column in ("piece", "state", "address", "log"):
-        table.add_column(column)
+    for column in ("piece", "state", "address"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("log", overflow="fold")
     for row in stack.describe(state):
         table.add_row(*row)
     console.print(table)
@@ -92,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print("local stack stopped")
         elif args.command == "status":
             state = stack.load(args.home)
-            print_status(state)
-            return 0 if state.backends_alive() else 3
+            if not state.kafka_nodes and not state.redis_server:
+                console.print("the local stack is not running; `make up` starts it")
+            else:
+                print_status(state)
         elif args.command == "env":
             print(stack.environment_exports(stack.load(args.home), stack.default_namespace()))
     except DevstackError as error:

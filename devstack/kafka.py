@@ -212,8 +212,12 @@ def wait_ready(nodes: list[KafkaNode], *, timeout: float = 90.0) -> None:
 
 
 async def _registered_brokers(bootstrap: str) -> int:
+    import logging
+
     from aiokafka.admin import AIOKafkaAdminClient
 
+    # Refused connections are expected while the broker starts; don't print each one.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     await admin.start()
     try:

@@ -51,7 +51,8 @@ def record_panel(record: TaskRecord) -> RenderableType:
 
 def records_table(records: list[TaskRecord]) -> Table:
     table = Table()
-    for column in ("id", "task", "state", "progress", "attempts", "created"):
+    table.add_column("id", no_wrap=True, min_width=36)
+    for column in ("task", "state", "progress", "attempts", "created"):
         table.add_column(column)
     for record in records:
         percent = record.progress.percent if record.progress else 0
