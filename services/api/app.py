@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from services.api.deps import Services
-from services.api.limits import BodySizeLimit
+from services.api.limits import BodySizeLimit, reject_unknown_query
 from services.api.routes import catalog as catalog_routes
 from services.api.routes import dashboard, health, tasks
 from services.api.schemas import Problem
@@ -38,12 +41,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
-        store = TaskStore(
-            redis,
-            namespace=settings.namespace,
-            result_ttl_seconds=settings.result_ttl_seconds,
-            publish_deadline_seconds=settings.publish_deadline_seconds,
-        )
+        store = TaskStore.from_settings(redis, settings)
         publisher = TaskPublisher(settings)
         if settings.declare_topics:
             try:
@@ -63,6 +61,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
         summary="Submit tasks to Kafka-backed workers and follow them to completion.",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.api_keys = ApiKeys(settings.all_api_keys())
     if not app.state.api_keys.enabled:
@@ -94,6 +93,25 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     @app.get(contract.API_METRICS_PATH, include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code != 405:
+            return await http_exception_handler(request, error)
+        # Starlette's Allow names only the first route that matched the path; a path served
+        # by several routes (GET and POST /tasks) must list all their methods. The OpenAPI
+        # document is the public list of them.
+        allowed = sorted(
+            method.upper()
+            for template, operations in app.openapi()["paths"].items()
+            if compile_path(template)[0].fullmatch(request.url.path)
+            for method in operations
+        )
+        return JSONResponse(
+            {"detail": f"{request.method} is not allowed here; use {', '.join(allowed)}"},
+            status_code=405,
+            headers={"Allow": ", ".join(allowed)},
+        )
 
     @app.exception_handler(BackendUnavailableError)
     async def backend_unavailable(request: Request, error: BackendUnavailableError) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from fastapi import HTTPException, Request, status
 from starlette.requests import ClientDisconnect
@@ -68,3 +69,28 @@ async def require_json(request: Request) -> None:
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             f"send the body as application/json (got {content_type or 'no content type'!r})",
         )
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: `?stat=FAILURE` must not quietly
+    list every task."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"this endpoint takes {', '.join(sorted(known)) or 'none'}",
+        )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameter names a route and all its dependencies declare."""
+    names = {param.alias for param in dependant.query_params}
+    for sub_dependant in dependant.dependencies:
+        names |= _query_names(sub_dependant)
+    return names

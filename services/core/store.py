@@ -28,6 +28,7 @@ from services.core.errors import (
 )
 from services.core.keys import RedisKeys
 from services.core.models import Progress, TaskError, TaskRecord, utcnow
+from services.core.settings import Settings
 from services.core.states import TERMINAL_STATES, TRANSITIONS, TaskState
 
 EVENTS_MAX_LEN: Final = 1000
@@ -187,6 +188,15 @@ class TaskStore:
         self._publish_deadline = publish_deadline_seconds
         self._create = redis.register_script(CREATE_SCRIPT)
         self._update = redis.register_script(UPDATE_SCRIPT)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> TaskStore:
+        return cls(
+            redis,
+            namespace=settings.namespace,
+            result_ttl_seconds=settings.result_ttl_seconds,
+            publish_deadline_seconds=settings.publish_deadline_seconds,
+        )
 
     @property
     def keys(self) -> RedisKeys:

@@ -26,12 +26,7 @@ def main() -> None:
     if settings.declare_topics:
         asyncio.run(ensure_topics(settings, catalog))
     redis = connect(settings)
-    store = TaskStore(
-        redis,
-        namespace=settings.namespace,
-        result_ttl_seconds=settings.result_ttl_seconds,
-        publish_deadline_seconds=settings.publish_deadline_seconds,
-    )
+    store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)
     runner = TaskRunner(
         store, catalog, publisher, namespace=settings.namespace, threads=settings.worker_threads

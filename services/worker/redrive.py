@@ -50,9 +50,7 @@ async def redrive(
         enable_auto_commit=False,
     )
     redis = connect(settings)
-    store = TaskStore(
-        redis, namespace=settings.namespace, result_ttl_seconds=settings.result_ttl_seconds
-    )
+    store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)
     await consumer.start()
     done: list[Redriven] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 from redis.asyncio import Redis
 
@@ -90,3 +92,18 @@ async def test_an_idempotency_key_returns_the_first_task_and_refuses_a_different
     assert again.headers["location"] == first.headers["location"]
     assert other.status_code == 409
     assert first.json()["id"] in other.json()["detail"]
+
+
+async def test_unknown_query_parameters_and_wrong_methods_are_explained(
+    api_client: httpx.AsyncClient,
+) -> None:
+    typo = await api_client.get("/tasks", params={"stat": "FAILURE"})
+    wrong_method = await api_client.request("DELETE", "/tasks")
+    bad_time = await api_client.get("/tasks", params={"since": "1700000000"})
+
+    assert typo.status_code == 422
+    assert "unknown query parameter(s) stat" in typo.json()["detail"]
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "GET, POST"
+    assert bad_time.status_code == 422
+    assert "ISO 8601" in json.dumps(bad_time.json())
