@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from devstack import tools
-from devstack.processes import DevstackError, free_port, spawn, tail, wait_for
+from devstack.processes import DevstackError, alive, free_port, spawn, tail, wait_for
 
 POM = Path(__file__).with_name("pom.xml")
 
@@ -44,6 +44,7 @@ class KafkaNode:
     controller_port: int
     pid: int
     directory: str
+    cluster_id: str = ""
 
     @property
     def log(self) -> Path:
@@ -171,7 +172,7 @@ def start_cluster(
             )
         log = directory / "server.log"
         pid = spawn(_java(libs, "kafka.Kafka", str(config), log4j=log4j), log_file=log)
-        nodes.append(KafkaNode(node_id, port, controller, pid, str(directory)))
+        nodes.append(KafkaNode(node_id, port, controller, pid, str(directory), cluster_id))
     return nodes
 
 
@@ -194,24 +195,38 @@ def bootstrap_servers(nodes: list[KafkaNode]) -> str:
 
 
 def wait_ready(nodes: list[KafkaNode], *, timeout: float = 90.0) -> None:
-    """Wait until every broker is registered with the quorum and answers metadata requests."""
+    """Wait until every broker is registered with the quorum and answers metadata requests.
+
+    The answer must come from this cluster (its cluster id): another Kafka that took the port
+    first would otherwise pass for ours while our broker died failing to bind.
+    """
     bootstrap = bootstrap_servers(nodes)
 
     def ready() -> bool:
+        for node in nodes:
+            if not alive(node.pid):
+                raise DevstackError(f"Kafka node {node.node_id} exited:\n{tail(node.log)}")
         # A thread of its own, so that this also works when called from a running event loop.
         with ThreadPoolExecutor(1) as thread:
             try:
-                registered = thread.submit(asyncio.run, _registered_brokers(bootstrap)).result()
+                cluster_id, registered = thread.submit(
+                    asyncio.run, _registered_brokers(bootstrap)
+                ).result()
             except Exception:
                 return False
-        return bool(registered >= len(nodes))
+        if nodes[0].cluster_id and cluster_id != nodes[0].cluster_id:
+            raise DevstackError(
+                f"another Kafka cluster ({cluster_id}) answers on {bootstrap}; stop it or "
+                "use another --home"
+            )
+        return registered >= len(nodes)
 
     if not wait_for(ready, timeout=timeout, interval=0.5):
         logs = "\n".join(f"--- {n.log}\n{tail(n.log)}" for n in nodes)
         raise DevstackError(f"Kafka did not become ready in {timeout:.0f}s:\n{logs}")
 
 
-async def _registered_brokers(bootstrap: str) -> int:
+async def _registered_brokers(bootstrap: str) -> tuple[str, int]:
     import logging
 
     from aiokafka.admin import AIOKafkaAdminClient
@@ -222,7 +237,7 @@ async def _registered_brokers(bootstrap: str) -> int:
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
-        return len(cluster["brokers"])
+        return str(cluster["cluster_id"]), len(cluster["brokers"])
     finally:
         await admin.close()
 

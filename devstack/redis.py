@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from devstack import tools
-from devstack.processes import DevstackError, free_port, spawn, tail, wait_for
+from devstack.processes import DevstackError, alive, free_port, spawn, tail, wait_for
 
 
 @dataclass
@@ -57,14 +57,19 @@ def start(home: Path, *, preferred_port: int | None = 6379, port: int | None = N
 
 def wait_ready(server: RedisServer, *, timeout: float = 30.0) -> None:
     def ready() -> bool:
+        if not alive(server.pid):
+            raise DevstackError(f"redis-server exited:\n{tail(server.log)}")
         try:
             client = redis.Redis(port=server.port, socket_timeout=1)
             try:
-                return bool(client.ping())
+                answering = int(client.info("server")["process_id"])
             finally:
                 client.close()
         except redis.exceptions.RedisError:
             return False
+        if answering != server.pid:  # another Redis took the port first
+            raise DevstackError(f"another Redis (pid {answering}) answers on port {server.port}")
+        return True
 
     if not wait_for(ready, timeout=timeout, interval=0.1):
         raise DevstackError(f"Redis did not answer PING in {timeout:.0f}s:\n{tail(server.log)}")
