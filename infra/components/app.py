@@ -45,6 +45,17 @@ def app_settings(config: StackConfig) -> dict[str, str]:
         # Strimzi's KafkaTopics own the topics here; the services must not create them.
         env_var("declare_topics"): "false",
         env_var("worker_concurrency"): str(config.worker_concurrency),
+        # The ScaledObject's own thresholds, so the dashboard and `kafka-tasks lag` show the
+        # replicas KEDA will ask for (services/core/autoscaling.py).
+        env_var("autoscale_lag_threshold"): str(config.lag_threshold),
+        env_var("autoscale_retry_lag_threshold"): str(config.retry_lag_threshold),
+        env_var("autoscale_activation_lag_threshold"): str(config.activation_lag_threshold),
+        env_var("autoscale_min_replicas"): str(config.worker_min_replicas),
+        env_var("autoscale_max_replicas"): str(config.worker_max_replicas),
+        env_var("autoscale_allow_idle_consumers"): str(config.allow_idle_consumers).lower(),
+        env_var("autoscale_limit_to_partitions_with_lag"): str(
+            config.limit_to_partitions_with_lag
+        ).lower(),
         env_var("log_level"): config.log_level,
         env_var("log_json"): "true",
     }

@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 the task failed, 3 cancelled, 4 not found, 5 timed out,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -227,3 +228,32 @@ def print_redriven(items: list[Any], as_json: bool) -> None:
     for item in items:
         table.add_row(str(item.old_id), item.task, str(item.new_id or "-"), item.error)
     console.print(table)
+
+
+@app.command()
+def lag(as_json: AsJson = False) -> None:
+    """Per-topic consumer lag of the workers' group, read from Kafka as KEDA's kafka scaler
+    reads it, and the replica count the worker ScaledObject would ask for (KT_* settings)."""
+    from services.core.autoscaling import read_scaling
+    from services.tasks import catalog
+
+    _, decision = asyncio.run(read_scaling(Settings(), catalog))
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(decision)))
+        return
+    table = Table(title=f"consumer group {Settings().consumer_group}")
+    for column in ("topic", "partitions", "with lag", "lag", "KEDA metric", "asks for"):
+        table.add_column(column, justify="left" if column == "topic" else "right")
+    for reading in decision.triggers:
+        table.add_row(
+            reading.topic,
+            str(reading.partitions),
+            str(reading.partitions_with_lag),
+            str(reading.lag),
+            f"{reading.metric}{' (capped)' if reading.capped else ''}",
+            str(reading.replicas),
+        )
+    console.print(table)
+    console.print(f"KEDA would run [bold]{decision.replicas}[/bold] worker(s): {decision.reason}")
+    for note in decision.notes:
+        console.print(f"  {note}", highlight=False)

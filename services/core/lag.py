@@ -1,9 +1,9 @@
-"""Consumer lag read from Kafka the way KEDA's kafka scaler reads it.
+"""Consumer lag read from Kafka: the offsets KEDA's kafka scaler reads, per partition.
 
-For each partition: the log end offset minus the group's committed offset. A partition the
-group never committed counts according to ``offset_reset``: with ``earliest`` (what faust
-does) its whole log is lag; with ``latest`` it counts as 0 (KEDA's default, which is why the
-ScaledObject must say ``offsetResetPolicy: earliest``).
+``lag`` is the real backlog: the log end offset minus the group's committed offset; for a
+partition the group never committed, the whole retained log with ``earliest`` (what faust
+does) and nothing with ``latest``. What KEDA makes of the same offsets (it counts an
+uncommitted partition as its end offset, or as 1 under ``latest``) is ``scaling.py``'s job.
 """
 
 from __future__ import annotations

@@ -66,6 +66,16 @@ class Settings(BaseSettings):
         256 * 1024
     )
 
+    # The worker ScaledObject's thresholds, so that the dashboard and `kafka-tasks lag` show
+    # the replicas KEDA would ask for. Infra sets them from the same stack config it gives KEDA.
+    autoscale_lag_threshold: Annotated[int, Field(ge=1)] = 50
+    autoscale_retry_lag_threshold: Annotated[int, Field(ge=1)] = 30
+    autoscale_activation_lag_threshold: Annotated[int, Field(ge=0)] = 0
+    autoscale_min_replicas: Annotated[int, Field(ge=0)] = 1
+    autoscale_max_replicas: Annotated[int, Field(ge=1)] = 12
+    autoscale_allow_idle_consumers: bool = False
+    autoscale_limit_to_partitions_with_lag: bool = False
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 

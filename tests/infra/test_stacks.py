@@ -236,6 +236,14 @@ def test_settings_configmap_only_sets_real_settings(stack: RenderedStack) -> Non
     assert settings[contract.env_var("api_host")] == "0.0.0.0"
     assert settings[contract.env_var("worker_web_bind")] == "0.0.0.0"  # probed on the pod IP
     assert settings[contract.env_var("declare_topics")] == "false"  # Strimzi owns topics
+    # The services compute KEDA's decision with exactly the ScaledObject's numbers.
+    scaled = stack.kind("ScaledObject")[0].inputs["spec"]
+    assert settings[contract.env_var("autoscale_max_replicas")] == str(scaled["maxReplicaCount"])
+    assert settings[contract.env_var("autoscale_min_replicas")] == str(scaled["minReplicaCount"])
+    first_trigger = scaled["triggers"][0]["metadata"]
+    assert settings[contract.env_var("autoscale_lag_threshold")] == str(
+        first_trigger["lagThreshold"]
+    )
 
 
 def test_api_keys_and_redis_url_are_sent_as_secrets(stack: RenderedStack) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from services.api.deps import ServicesDep
 from services.api.security import require_api_key
-from services.core.lag import PartitionLag, group_lag
+from services.core.autoscaling import read_scaling
 from services.core.logs import get_logger
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -30,10 +30,13 @@ class TopicScaling(BaseModel):
     partitions: int
     lag: int
     replicas: int
+    """What this topic's trigger alone asks for."""
 
 
 class Scaling(BaseModel):
     topics: list[TopicScaling]
+    replicas: int
+    """What the worker ScaledObject would settle on (all triggers, min/max applied)."""
     note: str
 
 
@@ -63,24 +66,33 @@ async def summary(services: ServicesDep) -> Summary:
     )
 
 
-_lag_cache: dict[str, Any] = {"at": 0.0, "rows": []}
+_cache: dict[str, Any] = {"at": 0.0, "scaling": None}
 
 
 async def _scaling(services: ServicesDep) -> Scaling:
-    settings = services.settings
-    topics = [settings.task_topic(name) for name in services.catalog.names()]
-    if time.monotonic() - _lag_cache["at"] > LAG_CACHE_SECONDS:
+    """Reading Kafka for every poll of every open dashboard would be wasteful: cached briefly."""
+    if _cache["scaling"] is None or time.monotonic() - _cache["at"] > LAG_CACHE_SECONDS:
+        _cache["at"] = time.monotonic()
         try:
-            _lag_cache["rows"] = await group_lag(
-                settings.kafka_bootstrap_servers, settings.consumer_group, topics
-            )
+            _, decision = await read_scaling(services.settings, services.catalog)
         except Exception as error:  # a dashboard must not fail because Kafka hiccupped
             log.warning("could not read consumer lag", error=str(error))
-        _lag_cache["at"] = time.monotonic()
-    rows: list[PartitionLag] = _lag_cache["rows"]
-    per_topic = []
-    for topic in topics:
-        partitions = [row for row in rows if row.topic == topic]
-        lag = sum(row.lag for row in partitions)
-        per_topic.append(TopicScaling(topic=topic, partitions=len(partitions), lag=lag, replicas=0))
-    return Scaling(topics=per_topic, note=f"consumer group {settings.consumer_group}")
+            return Scaling(topics=[], replicas=0, note=f"lag unavailable: {error}")
+        _cache["scaling"] = Scaling(
+            topics=[
+                TopicScaling(
+                    topic=reading.topic,
+                    partitions=reading.partitions,
+                    lag=reading.lag,
+                    replicas=reading.replicas,
+                )
+                for reading in decision.triggers
+            ],
+            replicas=decision.replicas,
+            note=(
+                f"consumer group {services.settings.consumer_group}: KEDA would run "
+                f"{decision.replicas} worker(s): {decision.reason}"
+            ),
+        )
+    scaling: Scaling = _cache["scaling"]
+    return scaling
