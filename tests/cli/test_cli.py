@@ -8,6 +8,7 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
+from devstack import stack
 from services.cli.app import app
 from tests.conftest import AppStack, StartApps
 
@@ -68,3 +69,27 @@ def test_an_unreachable_api_is_exit_7() -> None:
     code, out = run({"KAFKA_TASKS_URL": "http://127.0.0.1:9"}, "status", str(uuid.uuid4()))
     assert code == 7
     assert "cannot reach" in out
+
+
+def test_lag_shows_the_backlog_and_the_replicas_keda_would_ask_for(
+    start_apps: StartApps, namespace: str, backends: stack.StackState
+) -> None:
+    apps = start_apps(namespace, workers=0)  # nobody consumes: everything submitted is lag
+    assert apps.api is not None
+    api = {"KAFKA_TASKS_URL": apps.api.url}
+    for _ in range(3):
+        assert run(api, "submit", "noop")[0] == 0
+    env = {
+        **backends.service_env(namespace),
+        "KT_AUTOSCALE_LAG_THRESHOLD": "1",
+        "KT_AUTOSCALE_MAX_REPLICAS": "4",
+    }
+
+    code, out = run(env, "lag", "--json")
+
+    assert code == 0, out
+    decision = json.loads(out)
+    noop = next(t for t in decision["triggers"] if t["topic"] == f"{namespace}.tasks.noop")
+    assert noop["lag"] == 3
+    assert noop["replicas"] == 3  # ceil(3 / lagThreshold 1), under the 4-partition cap
+    assert decision["replicas"] == 3

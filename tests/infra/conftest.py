@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import gc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +12,27 @@ import pytest
 from infra.render import STACKS, RenderedStack, render, render_stack, stack_config
 
 _cache: dict[str, RenderedStack] = {}
+
+
+def _open_loops() -> list[asyncio.AbstractEventLoop]:
+    gc.collect()
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()
+    ]
+
+
+@pytest.fixture(scope="package", autouse=True)
+def close_pulumi_event_loops() -> Iterator[None]:
+    """Pulumi's synchronous helpers open an event loop whenever none is current and never
+    close it; left to the garbage collector, each one ends the session with a ResourceWarning
+    (an error here). Close the ones the infra tests opened once they are done."""
+    before = {id(loop) for loop in _open_loops()}
+    yield
+    for loop in _open_loops():
+        if id(loop) not in before and not loop.is_running():
+            loop.close()
 
 
 def rendered_stack(stack: str) -> RenderedStack:
