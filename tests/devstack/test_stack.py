@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from devstack import processes, stack
 from devstack.kafka import _registered_brokers
 
 
-def test_the_suite_runs_against_a_live_kraft_broker_and_redis(backends: stack.StackState) -> None:
+async def test_the_suite_runs_against_a_live_kraft_broker_and_redis(
+    backends: stack.StackState,
+) -> None:
     assert backends.backends_alive()
-    cluster_id, brokers = asyncio.run(_registered_brokers(backends.bootstrap_servers))
+    cluster_id, brokers = await _registered_brokers(backends.bootstrap_servers)
     assert (
         cluster_id == backends.kafka_nodes[0].cluster_id or not backends.kafka_nodes[0].cluster_id
     )

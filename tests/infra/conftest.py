@@ -27,12 +27,16 @@ def _open_loops() -> list[asyncio.AbstractEventLoop]:
 def close_pulumi_event_loops() -> Iterator[None]:
     """Pulumi's synchronous helpers open an event loop whenever none is current and never
     close it; left to the garbage collector, each one ends the session with a ResourceWarning
-    (an error here). Close the ones the infra tests opened once they are done."""
+    (an error here). Give them one to use, and close every loop the infra tests opened once
+    they are done. (A current loop is also needed because an earlier `asyncio.run` leaves
+    none, and Pulumi's helpers then fail with "There is no current event loop".)"""
     before = {id(loop) for loop in _open_loops()}
+    asyncio.set_event_loop(asyncio.new_event_loop())
     yield
     for loop in _open_loops():
         if id(loop) not in before and not loop.is_running():
             loop.close()
+    asyncio.set_event_loop(None)
 
 
 def rendered_stack(stack: str) -> RenderedStack:
