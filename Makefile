@@ -8,7 +8,7 @@ UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 DEVSTACK := $(RUN) python -m devstack
 
-.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest preview clean
+.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest preview clean loadtest bench bench-scale bench-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,3 +55,28 @@ preview: sync ## render every stack's Kubernetes objects offline and validate th
 
 clean: down ## remove the local stack's data and the build output (keeps the jar cache)
 	@rm -rf .devstack/kafka .devstack/redis .devstack/logs .devstack/state.json build
+
+# --- load tests and benchmarks (dev-only dependency groups: loadtest, bench) ---------------
+USERS ?= 20
+SPAWN_RATE ?= 10
+DURATION ?= 30s
+SHAPE ?= steady
+MAX_FAIL_RATIO ?= 0.01
+MAX_P99_MS ?=
+BENCH_ARGS ?=
+SCALE_ARGS ?=
+
+loadtest: tools ## Locust, headless, on the local stack (started if needed): USERS= DURATION= SHAPE=steady|ramp|spike MAX_FAIL_RATIO= MAX_P99_MS=
+	@$(DEVSTACK) up
+	@$(RUN) --group loadtest python -m loadtest.run --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+		--duration $(DURATION) --shape $(SHAPE) --max-fail-ratio $(MAX_FAIL_RATIO) \
+		$(if $(MAX_P99_MS),--max-p99-ms $(MAX_P99_MS))
+
+bench: tools ## kafka-tasks vs FastAPI + Celery + Redis on its own stack; table + plot in build/bench/ (BENCH_ARGS=...)
+	@$(RUN) --group bench python -m bench.run $(BENCH_ARGS)
+
+bench-scale: tools ## throughput and lag with 1, 2, 4 workers, rebalance pauses; build/bench/scale.* (SCALE_ARGS=...)
+	@$(RUN) --group bench python -m bench.scale $(SCALE_ARGS)
+
+bench-down: ## stop whatever an interrupted benchmark left in build/bench/.stack
+	@$(RUN) python -m devstack --home build/bench/.stack down
