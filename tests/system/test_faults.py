@@ -4,13 +4,16 @@ between storing a task and publishing it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 from redis.asyncio import Redis
 
-from devstack import stack
+from devstack import processes, stack
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from tests.conftest import StartApps
@@ -127,3 +130,37 @@ async def test_a_task_whose_message_was_never_published_is_failed_not_left_pendi
         )
         == 0
     )
+
+
+async def test_sigterm_lets_the_api_finish_in_flight_requests_before_it_exits(
+    start_apps: StartApps, namespace: str, backends: stack.StackState, redis_client: Redis
+) -> None:
+    apps = start_apps(namespace)
+    assert apps.api is not None
+    api = apps.api
+    broker = backends.kafka_nodes[0].pid
+    async with apps.client() as client:
+        # Freeze the broker so that a submission stays in flight, waiting for its ack.
+        os.kill(broker, signal.SIGSTOP)
+        try:
+            in_flight = asyncio.create_task(
+                client.post("/tasks", json={"task": "noop", "payload": {"echo": "in flight"}})
+            )
+            # Its PENDING record is written before the publish: now it waits on Kafka.
+            await eventually(
+                lambda: task_ids_in_redis(redis_client, namespace), lambda ids: len(ids) == 1
+            )
+            stack.signal_app(api, "TERM")
+        finally:
+            os.kill(broker, signal.SIGCONT)
+        response = await asyncio.wait_for(in_flight, timeout=30)
+
+    assert response.status_code == 202, response.text
+    assert await asyncio.to_thread(
+        processes.wait_for, lambda: not processes.alive(api.pid), timeout=30
+    )
+    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
+    assert processes.exit_code(api.pid) in (0, -signal.SIGTERM)
+    log = await asyncio.to_thread(Path(api.log).read_text)
+    assert "Application shutdown complete" in log
+    assert "Finished server process" in log
