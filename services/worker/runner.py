@@ -79,18 +79,12 @@ class TaskRunner:
 
     async def _run(self, message: TaskMessage, delivery: str) -> None:
         try:
-            record = await until_available(lambda: self._store.get(message.id))
-        except TaskNotFoundError:
-            log.warning("no record for this task (expired or never stored); skipped")
-            return
-        if record.status.is_terminal:
-            log.info("task already settled; duplicate delivery skipped", status=record.status)
-            return
-        try:
             spec = self._catalog.get(message.task)
         except UnknownTaskError as error:
-            await self._fail(message, _error_of(error), attempts=record.attempts)
+            await self._fail_unknown(message, error)
             return
+        # No read first: the start write itself refuses a settled or unknown task, which saves
+        # a Redis round trip on every task.
         try:
             record = await until_available(
                 lambda: self._store.transition(
@@ -103,8 +97,11 @@ class TaskRunner:
         except AlreadyRunningError as running:
             log.info("duplicate delivery skipped: the task runs already", reason=str(running))
             return
-        except (InvalidTransitionError, TaskNotFoundError) as refused:
-            log.info("task cannot start; skipped", reason=str(refused))
+        except TaskNotFoundError:
+            log.warning("no record for this task (expired or never stored); skipped")
+            return
+        except InvalidTransitionError as refused:
+            log.info("task already settled; duplicate delivery skipped", status=refused.current)
             return
         metrics.TASKS_STARTED.labels(spec.name).inc()
         log.info("task started", attempt=record.attempts)
@@ -124,6 +121,15 @@ class TaskRunner:
             log.info("task complete")
         finally:
             metrics.TASK_DURATION.labels(spec.name, outcome).observe(time.perf_counter() - started)
+
+    async def _fail_unknown(self, message: TaskMessage, error: UnknownTaskError) -> None:
+        """A message for a task this worker's catalog lacks (a deployment out of step)."""
+        try:
+            record = await until_available(lambda: self._store.get(message.id))
+        except TaskNotFoundError:
+            return
+        if not record.status.is_terminal:
+            await self._fail(message, _error_of(error), attempts=record.attempts)
 
     async def _call(self, spec: TaskSpec, message: TaskMessage, record: TaskRecord) -> Any:
         loop = asyncio.get_running_loop()
