@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +20,8 @@ from services.api.routes import catalog as catalog_routes
 from services.api.routes import dashboard, health, tasks
 from services.api.schemas import Problem
 from services.api.security import ApiKeys, require_api_key
-from services.core import contract, metrics
+from services.api.timing import RequestTiming
+from services.core import contract
 from services.core.catalog import Catalog
 from services.core.errors import BackendUnavailableError
 from services.core.kafka_topics import ensure_topics
@@ -78,17 +78,8 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard")
     app.add_middleware(BodySizeLimit, limit=settings.max_payload_bytes + ENVELOPE_BYTES)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.HTTP_REQUEST_DURATION.labels(
-            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response
+    # Outermost: it times everything, the size guard's 413s included.
+    app.add_middleware(RequestTiming)
 
     @app.get(contract.API_METRICS_PATH, include_in_schema=False)
     async def prometheus_metrics() -> Response:

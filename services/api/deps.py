@@ -21,7 +21,9 @@ class Services:
     catalog: Catalog
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    # hop on every request for an attribute lookup.
     services: Services = request.app.state.services
     return services
 
