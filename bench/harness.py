@@ -77,32 +77,19 @@ def start_kafka_tasks(
     apis: int = 1,
     workers: int = 1,
     env: dict[str, str] | None = None,
-    tuned: bool = False,
 ) -> Apps:
-    """API processes and workers for ``namespace``; returns when every one is ready.
-
-    ``tuned`` runs them through ``bench.tuned`` (the proposals, applied from outside)."""
+    """API processes and workers for ``namespace``; returns when every one is ready."""
     apps = Apps(state)
     extra = {"KT_LOG_LEVEL": "WARNING", **(env or {})}
     started = []
     try:
         for index in range(apis):
             name = f"{namespace}-api-{index}"
-            if tuned:
-                api = apps.add(_start_tuned(state, namespace, name, "api", extra))
-            else:
-                api = apps.add(
-                    stack.start_api(state, namespace=namespace, name=name, extra_env=extra)
-                )
+            api = apps.add(stack.start_api(state, namespace=namespace, name=name, extra_env=extra))
             apps.urls.append(api.url)
             started.append(api)
         for index in range(workers):
-            if tuned:
-                name = f"{namespace}-worker-{index}"
-                env_w = worker_env(state, name, extra)
-                started.append(apps.add(_start_tuned(state, namespace, name, "worker", env_w)))
-            else:
-                started.append(add_worker(apps, namespace, index, extra))
+            started.append(add_worker(apps, namespace, index, extra))
         for app in started:
             stack.wait_app_ready(app, timeout=90)
     except BaseException:
@@ -123,16 +110,6 @@ def add_worker(
             extra_env=worker_env(apps.state, name, env or {}),
         )
     )
-
-
-def _start_tuned(
-    state: stack.StackState, namespace: str, name: str, role: str, extra: dict[str, str]
-) -> stack.AppProcess:
-    port = free_port()
-    port_var = "KT_API_PORT" if role == "api" else "KT_WORKER_WEB_PORT"
-    env = {**state.service_env(namespace), port_var: str(port), **extra}
-    _spawn(state, name, [sys.executable, "-m", "bench.tuned", role], port, env)
-    return next(app for app in state.apps if app.name == name)
 
 
 def _register(state: stack.StackState, name: str, pid: int, port: int, log: Path) -> None:

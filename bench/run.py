@@ -76,11 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra KT_* settings for the kafka-tasks processes (repeatable)",
     )
     parser.add_argument("--only", choices=["kafka-tasks", "celery"], help="skip the other system")
-    parser.add_argument(
-        "--tuned",
-        action="store_true",
-        help="run kafka-tasks through bench.tuned (the proposed changes, applied from outside)",
-    )
     parser.add_argument("--profile", action="store_true", help="py-spy the kafka-tasks processes")
     parser.add_argument(
         "--keep-stack", action="store_true", help="leave Kafka + Redis running for the next run"
@@ -258,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"bench: kafka-tasks, {args.apis} API + {args.workers} worker process(es)"
             )
             kt_apps = harness.start_kafka_tasks(
-                state, namespace, apis=args.apis, workers=args.workers, env=kt_env, tuned=args.tuned
+                state, namespace, apis=args.apis, workers=args.workers, env=kt_env
             )
             started.append(kt_apps)
             targets.append(
@@ -318,8 +313,6 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "load average before": " ".join(f"{v:.2f}" for v in load_before),
         }
-        if args.tuned:
-            setup["kafka-tasks variant"] = "bench.tuned (async get_services, ASGI timing, uvloop)"
         if kt_env:
             setup["kafka-tasks settings"] = " ".join(f"{k}={v}" for k, v in kt_env.items())
         (args.out / "results.json").write_text(
