@@ -78,7 +78,12 @@ async def sample_lag(
     group = consumer_group(namespace)
     start = time.time()
     while True:
-        rows = await group_lag(bootstrap, group, [topic])
+        try:
+            rows = await group_lag(bootstrap, group, [topic])
+        except Exception as error:  # e.g. the group's coordinator still loading: sample again
+            console.print(f"  [yellow]lag not read[/] ({type(error).__name__}: {error}); retrying")
+            await asyncio.sleep(0.5)
+            continue
         decision = desired_replicas(rows, policy)
         samples.append(
             {
@@ -151,10 +156,15 @@ async def drain(
         "steady_throughput": steady,
         "capacity": workers * args.concurrency / args.task_seconds,
         "drain_seconds": finishes[-1] - result.started if finishes else float("nan"),
-        "peak_lag": max((s["lag"] for s in samples), default=0),
-        "peak_keda_replicas": max((s["keda_replicas"] for s in samples), default=0),
+        # None, not 0, when no sample was read: the table says "n/a" rather than "no lag".
+        "peak_lag": max((s["lag"] for s in samples), default=None),
+        "peak_keda_replicas": max((s["keda_replicas"] for s in samples), default=None),
         "samples": samples,
     }
+
+
+def _or_na(value: object) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def _start_workers(apps: harness.Apps, namespace: str, count: int, env: dict[str, str]) -> None:
@@ -283,8 +293,8 @@ def markdown(runs: list[dict[str, Any]], pause: dict[str, Any], args: argparse.N
             f"| {run['workers']} | {fmt_number(run['steady_throughput'], 1)} | {speedup:.2f}x | "
             f"{efficiency:.0%} | {fmt_number(run['capacity'])} | "
             f"{fmt_number(run['throughput'], 1)} | "
-            f"{fmt_number(run['drain_seconds'], 1)} | {run['peak_lag']} | "
-            f"{run['peak_keda_replicas']} | {run['failures']} |"
+            f"{fmt_number(run['drain_seconds'], 1)} | {_or_na(run['peak_lag'])} | "
+            f"{_or_na(run['peak_keda_replicas'])} | {run['failures']} |"
         )
     lines += [
         "",
@@ -363,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run(_closing(target, drain(target, args, apps, env, namespace, count)))
             console.print(
                 f"  {count} worker(s): {run['steady_throughput']:.1f} tasks/s steady, "
-                f"peak lag {run['peak_lag']}"
+                f"peak lag {_or_na(run['peak_lag'])}"
             )
             runs.append(run)
         # One worker for the rebalance part.
