@@ -43,7 +43,10 @@ def create_worker_app(
         topic_partitions=settings.topic_partitions,
         broker_commit_interval=0.5,
         broker_session_timeout=settings.worker_session_timeout_seconds,
-        broker_heartbeat_interval=settings.worker_session_timeout_seconds / 3,
+        # The other workers learn of a rebalance (a worker left or joined) from their next
+        # heartbeat's answer; every second keeps their partitions' pause short. Kafka's rule
+        # of at most a third of the session timeout still holds.
+        broker_heartbeat_interval=min(settings.worker_session_timeout_seconds / 3, 1.0),
         # The dispatchers decide what is acknowledged; faust must not wait for messages they
         # deliberately leave unacknowledged (waiting retries, messages refused at shutdown).
         stream_wait_empty=False,
