@@ -20,6 +20,7 @@ from services.api.routes import catalog as catalog_routes
 from services.api.routes import dashboard, health, tasks
 from services.api.schemas import Problem
 from services.api.security import ApiKeys, require_api_key
+from services.api.streams import StreamSlots
 from services.api.timing import RequestTiming
 from services.core import contract
 from services.core.catalog import Catalog
@@ -29,7 +30,7 @@ from services.core.logs import get_logger
 from services.core.publisher import TaskPublisher
 from services.core.redis_client import connect
 from services.core.settings import Settings
-from services.core.store import TaskStore
+from services.core.store import FOLLOW_BLOCK_SECONDS, TaskStore
 
 log = get_logger(__name__)
 
@@ -41,7 +42,15 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
-        store = TaskStore.from_settings(redis, settings)
+        # Event streams block on Redis for up to FOLLOW_BLOCK_SECONDS each: a pool of their
+        # own, one connection per admitted stream, so they never starve ordinary requests.
+        stream_redis = connect(
+            settings,
+            max_connections=settings.api_max_event_streams,
+            wait_for_connection=False,
+            read_timeout_seconds=FOLLOW_BLOCK_SECONDS + settings.redis_timeout_seconds,
+        )
+        store = TaskStore.from_settings(redis, settings, streams=stream_redis)
         publisher = TaskPublisher(settings)
         if settings.declare_topics:
             try:
@@ -49,12 +58,14 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
                 log.info("topics declared", created=created)
             except Exception as exc:  # the API still starts; /readyz tells the truth
                 log.warning("could not declare topics", error=str(exc))
-        app.state.services = Services(settings, store, publisher, catalog)
+        streams = StreamSlots(settings.api_max_event_streams)
+        app.state.services = Services(settings, store, publisher, catalog, streams)
         try:
             yield
         finally:
             await publisher.stop()
             await redis.aclose()
+            await stream_redis.aclose()
 
     app = FastAPI(
         title="kafka-tasks",

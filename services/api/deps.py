@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.api.streams import StreamSlots
 from services.core.catalog import Catalog
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
@@ -19,6 +20,7 @@ class Services:
     store: TaskStore
     publisher: TaskPublisher
     catalog: Catalog
+    streams: StreamSlots
 
 
 async def get_services(request: Request) -> Services:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    redis_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Redis connections per process for requests and task writes. When all are busy a call
+    waits for one (up to ``redis_timeout_seconds``) instead of failing."""
 
     api_keys: list[SecretStr] = []
     """Accepted API keys (a JSON list); several at once so keys can be rotated. Empty: the API
@@ -42,6 +45,11 @@ class Settings(BaseSettings):
     """A file with one API key per line (a mounted Secret), added to ``api_keys``."""
     publish_deadline_seconds: Annotated[float, Field(gt=0)] = 300.0
     """A PENDING task whose publication was never confirmed is failed after this long."""
+
+    api_max_event_streams: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    """Event streams (``GET /tasks/<id>/events``) one API process serves at once; each waits
+    on a Redis connection of its own, apart from ``redis_max_connections``. One more is
+    answered 503 with Retry-After (the client SDK polls meanwhile)."""
 
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = contract.API_PORT

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -30,6 +30,10 @@ from services.core.keys import RedisKeys
 from services.core.models import Progress, TaskError, TaskRecord, utcnow
 from services.core.settings import Settings
 from services.core.states import TERMINAL_STATES, TRANSITIONS, TaskState
+
+FOLLOW_BLOCK_SECONDS: Final = 15
+"""How long ``follow`` waits on Redis for the next write before yielding None; the client
+it reads with needs a socket timeout longer than this."""
 
 EVENTS_MAX_LEN: Final = 1000
 """Approximate cap on one task's event stream (progress reports can be many)."""
@@ -181,8 +185,12 @@ class TaskStore:
         namespace: str,
         result_ttl_seconds: int,
         publish_deadline_seconds: float = 300.0,
+        streams: Redis | None = None,
     ) -> None:
         self._redis = redis
+        # ``follow`` blocks on a connection for seconds at a time; a client of its own keeps
+        # many followers from taking every connection requests need.
+        self._streams = streams or redis
         self._keys = RedisKeys(namespace)
         self._ttl = result_ttl_seconds
         self._publish_deadline = publish_deadline_seconds
@@ -190,12 +198,15 @@ class TaskStore:
         self._update = redis.register_script(UPDATE_SCRIPT)
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: Settings) -> TaskStore:
+    def from_settings(
+        cls, redis: Redis, settings: Settings, *, streams: Redis | None = None
+    ) -> TaskStore:
         return cls(
             redis,
             namespace=settings.namespace,
             result_ttl_seconds=settings.result_ttl_seconds,
             publish_deadline_seconds=settings.publish_deadline_seconds,
+            streams=streams,
         )
 
     @property
@@ -334,8 +345,8 @@ class TaskStore:
         return [record_from_fields(fields) for _, fields in entries]
 
     async def follow(
-        self, task_id: UUID, *, block_ms: int = 15_000
-    ) -> AsyncIterator[TaskRecord | None]:
+        self, task_id: UUID, *, block_ms: int = FOLLOW_BLOCK_SECONDS * 1000
+    ) -> AsyncGenerator[TaskRecord | None, None]:
         """Yield the current record, then each later state write until a terminal state.
 
         Yields None when ``block_ms`` passes without a write, so callers can send keep-alives.
@@ -343,14 +354,14 @@ class TaskStore:
         between the first read and the wait.
         """
         key = self._keys.events(task_id)
-        latest = await self._guard(self._redis.xrevrange(key, count=1))
+        latest = await self._guard(self._streams.xrevrange(key, count=1))
         if not latest:
             raise TaskNotFoundError(str(task_id))
         last_id, fields = latest[0]
         record = record_from_fields(fields)
         yield record
         while not record.status.is_terminal:
-            answer = await self._guard(self._redis.xread({key: last_id}, block=block_ms))
+            answer = await self._guard(self._streams.xread({key: last_id}, block=block_ms))
             if not answer:
                 yield None
                 continue

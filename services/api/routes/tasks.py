@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from pydantic import AwareDatetime, BeforeValidator, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from services.api.deps import ServicesDep
 from services.api.limits import require_json
@@ -214,25 +215,47 @@ async def cancel_task(task_id: UUID, services: ServicesDep) -> TaskPublic:
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."},
         **NOT_FOUND,
-        **UNAVAILABLE,
+        503: {
+            "model": Problem,
+            "description": "Kafka or Redis is unavailable, or this API process serves as many "
+            "event streams as it may; poll GET /tasks/<id> or retry after Retry-After.",
+        },
     },
 )
 async def task_events(task_id: UUID, services: ServicesDep) -> EventSourceResponse:
     """Stream the task's state changes until it reaches a terminal state (current state first)."""
+    lease = services.streams.take()
+    if lease is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"this API process already serves {services.streams.limit} event streams; "
+            f"poll GET /tasks/{task_id} or retry later",
+            headers={"Retry-After": "1"},
+        )
     follower = services.store.follow(task_id)
     try:
         first = await anext(follower)
     except TaskNotFoundError as error:
+        lease.release()
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
+    except BaseException:
+        lease.release()
+        raise
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        if first is not None:
-            yield _event(first)
-        async for record in follower:
-            if record is not None:
-                yield _event(record)
+        try:
+            if first is not None:
+                yield _event(first)
+            async for record in follower:
+                if record is not None:
+                    yield _event(record)
+        finally:
+            await follower.aclose()
+            lease.release()
 
-    return EventSourceResponse(stream(), ping=15)
+    # The background task runs once the response is over, however it ended: it frees the
+    # slot even when the client left before the stream's body started.
+    return EventSourceResponse(stream(), ping=15, background=BackgroundTask(lease.release))
 
 
 def _event(record: TaskRecord) -> ServerSentEvent:
