@@ -14,7 +14,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from services.client import _protocol as protocol
-from services.client.errors import WaitTimeout
+from services.client.errors import ServiceUnavailable, WaitTimeout
 from services.core.models import TaskRecord
 
 POLL_SECONDS = 0.5
@@ -119,8 +119,10 @@ class AsyncClient:
                 last.append(record)
                 if record.status.is_terminal:
                     return record
-        except (httpx.TransportError, SSEError):
-            pass  # the stream broke (proxy, restart): fall back to polling
+        except (httpx.TransportError, SSEError, ServiceUnavailable):
+            # The stream broke (proxy, restart) or the API serves all the streams it may
+            # (503): poll instead.
+            pass
         while True:
             record = await self.get(task_id)
             last.append(record)

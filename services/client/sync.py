@@ -13,7 +13,7 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 from services.client import _protocol as protocol
-from services.client.errors import WaitTimeout
+from services.client.errors import ServiceUnavailable, WaitTimeout
 from services.core.models import TaskRecord
 
 POLL_SECONDS = 0.5
@@ -111,8 +111,10 @@ class Client:
                     return protocol.outcome(record)
                 if deadline is not None and time.monotonic() > deadline:
                     break
-        except (httpx.TransportError, SSEError):
-            pass  # the stream broke (or read timed out): fall back to polling
+        except (httpx.TransportError, SSEError, ServiceUnavailable):
+            # The stream broke (or read timed out), or the API serves all the streams it may
+            # (503): poll instead.
+            pass
         while deadline is None or time.monotonic() <= deadline:
             last = self.get(task_id)
             if last.status.is_terminal:

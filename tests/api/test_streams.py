@@ -54,7 +54,7 @@ async def test_streams_over_the_limit_get_503_and_requests_still_get_through(
         refused = await client.get(f"/tasks/{ids[2]}/events")
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
-        assert "already serves 2 event streams" in refused.json()["detail"]
+        assert "as many event streams as it may (2)" in refused.json()["detail"]
         assert f"poll GET /tasks/{ids[2]}" in refused.json()["detail"]
 
         # Thirty reads at once over two pooled connections: they wait their turn, none fails

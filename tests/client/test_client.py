@@ -113,3 +113,23 @@ async def test_the_client_reads_its_settings_from_the_environment(
     async with AsyncClient() as tasks:
         record = await tasks.submit("noop")
         assert (await asyncio.wait_for(tasks.wait(record.id), 30)).status is TaskState.COMPLETE
+
+
+async def test_wait_polls_when_the_api_serves_all_the_streams_it_may(
+    start_apps: StartApps, namespace: str
+) -> None:
+    apps = start_apps(namespace, env={"KT_API_MAX_EVENT_STREAMS": "1"})
+    async with AsyncClient(url(apps)) as tasks:
+        held = await tasks.submit("sleep", {"seconds": 3, "steps": 1})
+        waited = await tasks.submit("sleep", {"seconds": 0.2, "steps": 1})
+        follower = tasks.events(held.id)
+        await anext(follower)  # the only stream slot is now taken
+        with pytest.raises(ServiceUnavailable):
+            await anext(tasks.events(waited.id))
+        done = await tasks.wait(waited.id, timeout=30)  # the stream is refused: it polls
+        with Client(url(apps)) as sync_tasks:
+            other = await asyncio.to_thread(sync_tasks.submit, "noop", {"echo": "x"})
+            polled = await asyncio.to_thread(sync_tasks.wait, other.id, timeout=30)
+        await follower.aclose()
+    assert done.status is TaskState.COMPLETE
+    assert polled.result == "x"

@@ -228,7 +228,7 @@ async def task_events(task_id: UUID, services: ServicesDep) -> EventSourceRespon
     if lease is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"this API process already serves {services.streams.limit} event streams; "
+            f"this API process serves as many event streams as it may ({services.streams.limit}); "
             f"poll GET /tasks/{task_id} or retry later",
             headers={"Retry-After": "1"},
         )
