@@ -14,10 +14,6 @@ class StreamSlots:
         self.limit = limit
         self._open = 0
 
-    @property
-    def open(self) -> int:
-        return self._open
-
     def take(self) -> StreamLease | None:
         """A lease on one slot, or None when all are taken."""
         if self._open >= self.limit:
