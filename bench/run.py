@@ -28,16 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
-from bench import cpu, driver, harness, report
+from bench import cpu, driver, harness, progress, report
 from bench.profile import summarize_collapsed
 
 OUT = harness.REPO_ROOT / "build" / "bench"
@@ -90,16 +83,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<44}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
 async def scenarios(targets: list[driver.Target], args: argparse.Namespace) -> list[dict[str, Any]]:
     summaries: list[dict[str, Any]] = []
     noop = {"echo": "bench"}
@@ -118,7 +101,7 @@ async def scenarios(targets: list[driver.Target], args: argparse.Namespace) -> l
 
     for target in targets:
         before = cpu.snapshot(target.pids)
-        with _progress() as bars:
+        with progress.bars(console) as bars:
             submitted = bars.add_task(
                 f"{target.name}: burst {args.burst} noop, submitted", total=args.burst
             )
@@ -143,7 +126,7 @@ async def scenarios(targets: list[driver.Target], args: argparse.Namespace) -> l
         for target in targets:
             total = int(args.rate * args.seconds)
             before = cpu.snapshot(target.pids)
-            with _progress() as bars:
+            with progress.bars(console) as bars:
                 bar = bars.add_task(
                     f"{target.name}: {task} @{args.rate:g}/s for {args.seconds:g}s", total=total
                 )

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import driver, harness
+from bench import driver, harness, progress
 from bench.report import machine
 from bench.stats import fmt_number, percentile
 from devstack import stack
@@ -114,13 +113,7 @@ async def drain(
     )
     samples: list[dict[str, Any]] = []
     sampler = asyncio.create_task(sample_lag(bootstrap, namespace, policy, samples))
-    with Progress(
-        TextColumn("{task.description:<36}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bars:
+    with progress.bars(console, label_width=36) as bars:
         bar = bars.add_task(f"{workers} worker(s): backlog drained", total=args.backlog)
 
         async def start_workers() -> None:
@@ -213,13 +206,7 @@ async def rebalance(
 
     start = time.time()
     moves = asyncio.create_task(choreography())
-    with Progress(
-        TextColumn("{task.description:<36}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bars:
+    with progress.bars(console, label_width=36) as bars:
         total = int(args.rate * args.rebalance_seconds)
         bar = bars.add_task(f"rebalance: {args.rate:g}/s, join + leave", total=total)
         result = await driver.open_loop(
