@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pydantic import BaseModel, Field
 
@@ -76,3 +77,27 @@ async def flaky(payload: FlakyPayload, ctx: TaskContext) -> dict[str, int]:
             await asyncio.sleep(payload.hang_seconds)
         raise FlakyError(f"attempt {ctx.attempt} fails on purpose")
     return {"succeeded_on_attempt": ctx.attempt}
+
+
+class OverrunPayload(BaseModel):
+    overrun_attempts: int = Field(
+        default=1, ge=0, le=5, description="Attempts that over-run the 1 s time limit."
+    )
+    seconds: float = Field(
+        default=3.0, ge=0, le=60, description="How long an over-running attempt goes on."
+    )
+
+
+@catalog.task(
+    timeout_seconds=1.0,
+    retry=RetryPolicy(max_attempts=3, backoff_seconds=0.5, retry_on=("TimeoutError",)),
+)
+def overrun(payload: OverrunPayload, ctx: TaskContext) -> dict[str, int]:
+    """Over-run the time limit on the first attempts while reporting progress, then finish in
+    time: shows what happens to a sync task's thread, which Python cannot stop."""
+    if ctx.attempt <= payload.overrun_attempts:
+        steps = max(1, int(payload.seconds * 10))
+        for step in range(steps):
+            time.sleep(payload.seconds / steps)
+            ctx.progress_sync(100 * step / steps, "over-running")
+    return {"finished_on_attempt": ctx.attempt}

@@ -67,8 +67,12 @@ async def test_kafka_down_means_503_and_no_orphans_then_normal_service(
             await submit_when_ready(client, "noop", {"echo": f"after-{i}"}) for i in range(5)
         ]
         finals = [await wait_status(client, a["id"], "COMPLETE", within=90) for a in accepted]
+        summary = (await client.get("/dashboard/summary")).json()
 
     assert len(finals) == 10
+    # The refused submissions left nothing in the listing indexes either.
+    assert summary["counts"]["noop"]["PENDING"] == 0
+    assert summary["counts"]["noop"]["COMPLETE"] == 10
     assert await task_ids_in_redis(redis_client, namespace) == {a["id"] for a in accepted}
 
 

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 from aiokafka import AIOKafkaConsumer
 
 from services.core import topics
-from services.core.models import DeadLetter
+from services.core.kafka_topics import ensure_topics
+from services.core.lag import group_lag
+from services.core.models import (
+    DeadLetter,
+    Progress,
+    ScheduledRetry,
+    TaskError,
+    TaskMessage,
+    utcnow,
+)
+from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
+from services.core.states import TaskState
 from services.core.store import TaskStore
 from services.tasks import catalog
 from services.worker.redrive import redrive
+from services.worker.retries import RetryScheduler
 from tests.conftest import StartApps
 from tests.helpers import follow_events, record_of, submit, wait_status
 
@@ -118,3 +133,66 @@ async def test_redrive_submits_dead_letters_again_as_new_tasks_once(
         # The originals are not re-driven twice; only the copies' own new dead letters remain.
         remaining = await redrive(settings, catalog, dry_run=True)
         assert {str(item.old_id) for item in remaining} == new_ids
+
+
+async def test_a_sync_attempt_over_its_time_limit_cannot_take_the_retry_back(
+    start_apps: StartApps, namespace: str, store: TaskStore
+) -> None:
+    # The first attempt's thread runs on after its time limit and keeps reporting progress;
+    # those reports belong to an attempt that is over and must not reopen the task.
+    apps = start_apps(namespace)
+    async with apps.client() as client:
+        accepted = await submit(client, "overrun", {"overrun_attempts": 1, "seconds": 4})
+        final = await wait_status(client, accepted["id"], "COMPLETE", within=30)
+    assert final["attempts"] == 2
+    assert final["result"] == {"finished_on_attempt": 2}
+    statuses = [r.status for r in await store.history(uuid.UUID(accepted["id"]))]
+    assert statuses.index("RETRY") < statuses.index("COMPLETE")
+    after_retry = statuses[statuses.index("RETRY") + 1 :]
+    assert after_retry[0] == "PROGRESS"  # the second attempt's start, nothing in between
+
+
+async def test_a_task_that_failed_once_then_succeeded_shows_no_error(
+    start_apps: StartApps, namespace: str, store: TaskStore
+) -> None:
+    apps = start_apps(namespace)
+    async with apps.client() as client:
+        accepted = await submit(client, "flaky", {"fail_times": 1})
+        final = await wait_status(client, accepted["id"], "COMPLETE")
+    assert (final["attempts"], final["error"], final["retry_at"]) == (2, None, None)
+    history = await store.history(uuid.UUID(accepted["id"]))
+    assert [r.error.type for r in history if r.error] == ["FlakyError"]  # kept in the history
+
+
+async def test_an_old_retry_message_does_not_cut_a_later_backoff_short(
+    settings: Settings, store: TaskStore
+) -> None:
+    # Attempt 2 failed and waits a minute; the retry message of attempt 1, re-published after a
+    # rebalance, arrives now. It must not start attempt 3 early.
+    await ensure_topics(settings, catalog)
+    task_id = uuid.uuid4()
+    message = TaskMessage(id=task_id, task="flaky", payload={"fail_times": 5})
+    await store.create(task_id, "flaky", message.payload)
+    for attempt in (1, 2):
+        await store.transition(
+            task_id,
+            TaskState.PROGRESS,
+            progress=Progress(percent=0),
+            start_delivery=f"r/0/{attempt}",
+        )
+        due = utcnow() + timedelta(seconds=60 if attempt == 2 else 0)
+        await store.transition(
+            task_id, TaskState.RETRY, error=TaskError(type="FlakyError", message="x"), retry_at=due
+        )
+    publisher = TaskPublisher(settings)
+    try:
+        old = ScheduledRetry(message=message, due_at=utcnow(), attempt=1)
+        await RetryScheduler(store, publisher, settings).run(
+            old.model_dump_json().encode(), "r/0/0"
+        )
+    finally:
+        await publisher.stop()
+    rows = await group_lag(
+        settings.kafka_bootstrap_servers, settings.consumer_group, [settings.task_topic("flaky")]
+    )
+    assert sum(row.end_offset for row in rows) == 0, "attempt 3 was sent before it was due"
