@@ -1,6 +1,10 @@
 """A loopback TCP proxy in front of a real server, for the faults a process signal cannot make:
 a reply lost after the server acted on the request, or one client cut off while the others
-still reach the server."""
+still reach the server.
+
+It runs on the test's event loop: a test that waits on something synchronous (starting apps)
+must do it in a thread, or the proxy stops forwarding meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(eq=False)  # each link is itself, so it can sit in a set
 class _Link:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter
@@ -21,6 +25,7 @@ class TcpProxy:
     upstream_port: int
     _server: asyncio.Server | None = None
     _links: set[_Link] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _drop_matching: bytes | None = None
     _blocked: bool = False
     dropped_replies: int = 0
@@ -54,25 +59,40 @@ class TcpProxy:
         self.block()
         if self._server is not None:
             self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._blocked:
-            writer.close()
+            writer.transport.abort()
             return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
-            writer.close()
+            writer.transport.abort()
             return
         link = _Link(writer, up_writer)
         self._links.add(link)
-        await asyncio.gather(
-            self._pump(reader, link, towards_server=True),
-            self._pump(up_reader, link, towards_server=False),
-            return_exceptions=True,
-        )
-        self._cut(link)
+        try:
+            await asyncio.gather(
+                self._pump(reader, link, towards_server=True),
+                self._pump(up_reader, link, towards_server=False),
+                return_exceptions=True,
+            )
+        finally:
+            self._cut(link)
 
     async def _pump(
         self, reader: asyncio.StreamReader, link: _Link, *, towards_server: bool

@@ -1,16 +1,25 @@
 """The one error hierarchy of kafka-tasks.
 
 KafkaTasksError
-├── UnknownTaskError          a task name the catalog does not hold
-├── TaskNotFoundError         no record for that id (never existed, or expired)
-├── InvalidTransitionError    a write that the state table refuses (e.g. a terminal task)
-│   └── AlreadyRunningError   an attempt runs already from another copy of the message
-├── BackendUnavailableError   Kafka or Redis cannot be reached right now
-├── IdempotencyConflictError  an Idempotency-Key reused with a different request
-└── TaskCancelled             raised inside task code when its task was cancelled
+├── UnknownTaskError            a task name the catalog does not hold
+├── InvalidPayloadError         a payload its task's model refuses (errors by location)
+├── PayloadTooLargeError        a payload over ``max_payload_bytes``
+├── TaskNotFoundError           no record for that id (never existed, or expired)
+├── InvalidTransitionError      a write that the state table refuses (e.g. a terminal task)
+│   ├── AlreadyRunningError     an attempt runs already from another copy of the message
+│   └── StaleAttemptError       a write of an attempt that is no longer the task's current one
+├── BackendUnavailableError     Kafka or Redis cannot be reached, or refuses writes, right now
+├── SubmissionUnknownError      a submission whose fate Redis and Kafka left unknown
+├── StateStoreError             Redis answered what no correct client causes (a bug: loud)
+├── IdempotencyConflictError    an Idempotency-Key reused with a different request
+│   └── IdempotencyKeyInUseError   ... or again while its first request is not settled
+└── TaskCancelled               raised inside task code when its task was cancelled
+    └── AttemptSuperseded       ... or when its attempt is over and another one runs
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class KafkaTasksError(Exception):
@@ -22,6 +31,21 @@ class UnknownTaskError(KafkaTasksError):
         super().__init__(f"unknown task {name!r}; known tasks: {', '.join(known)}")
         self.name = name
         self.known = known
+
+
+class InvalidPayloadError(KafkaTasksError):
+    def __init__(self, task: str, *, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"the payload does not fit task {task!r}'s model")
+        self.task = task
+        self.errors = errors
+        """pydantic's errors: ``loc`` (inside the payload), ``msg`` and ``type`` each."""
+
+
+class PayloadTooLargeError(KafkaTasksError):
+    def __init__(self, *, size: int, limit: int) -> None:
+        super().__init__(f"payload is {size} bytes; the limit is {limit}")
+        self.size = size
+        self.limit = limit
 
 
 class TaskNotFoundError(KafkaTasksError):
@@ -45,10 +69,38 @@ class AlreadyRunningError(InvalidTransitionError):
         self.delivery = delivery
 
 
+class StaleAttemptError(InvalidTransitionError):
+    def __init__(self, task_id: str, *, attempt: int, current: str, requested: str) -> None:
+        super().__init__(task_id, current=current, requested=requested)
+        self.args = (
+            f"attempt {attempt} of task {task_id} is over (the task is {current} under a later "
+            "attempt); its write is refused",
+        )
+        self.attempt = attempt
+
+
 class BackendUnavailableError(KafkaTasksError):
-    def __init__(self, backend: str, reason: str) -> None:
+    def __init__(self, backend: str, reason: str, *, maybe_applied: bool = False) -> None:
         super().__init__(f"{backend} is unavailable: {reason}")
         self.backend = backend
+        self.reason = reason
+        self.maybe_applied = maybe_applied
+        """The request reached the backend before the failure, so it may have taken effect."""
+
+
+class SubmissionUnknownError(KafkaTasksError):
+    def __init__(self, task_id: str, *, reason: str) -> None:
+        super().__init__(
+            f"task {task_id} may or may not run: {reason}. Follow GET /tasks/{task_id} (it "
+            "answers 404 if nothing was kept) or resubmit with the same Idempotency-Key"
+        )
+        self.task_id = task_id
+        self.reason = reason
+
+
+class StateStoreError(KafkaTasksError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the state store answered unexpectedly: {reason}")
         self.reason = reason
 
 
@@ -62,9 +114,30 @@ class IdempotencyConflictError(KafkaTasksError):
         self.task_id = task_id
 
 
+class IdempotencyKeyInUseError(IdempotencyConflictError):
+    def __init__(self, key: str, *, task_id: str) -> None:
+        super().__init__(key, task_id=task_id)
+        self.args = (
+            f"a request with Idempotency-Key {key!r} (task {task_id}) is still being "
+            "processed; retry in a moment to get its outcome",
+        )
+
+
 class TaskCancelled(KafkaTasksError):  # noqa: N818  (a signal, like asyncio.CancelledError)
     """Raised into task code by a progress report or check once its task was cancelled."""
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task {task_id} was cancelled")
         self.task_id = task_id
+
+
+class AttemptSuperseded(TaskCancelled):
+    """Raised into task code whose attempt is over: it over-ran its time limit (a sync task's
+    thread cannot be stopped) or lost its lease, and the task is retried or runs elsewhere."""
+
+    def __init__(self, task_id: str, *, attempt: int) -> None:
+        KafkaTasksError.__init__(
+            self, f"attempt {attempt} of task {task_id} is over; another attempt takes over"
+        )
+        self.task_id = task_id
+        self.attempt = attempt

@@ -48,7 +48,14 @@ class RedisKeys:
         return f"{self.prefix}rate:{state}:{second}"
 
     @property
-    def unconfirmed(self) -> str:
-        """Sorted set of PENDING task ids whose publication is not yet confirmed, scored by the
-        time after which the worker's sweeper fails them. No TTL; members leave on any write."""
-        return f"{self.prefix}unconfirmed"
+    def deadlines(self) -> str:
+        """Sorted set of live task ids scored by the time (ms) by which something must happen
+        to them, or the reaper re-queues them: a PENDING task's publication deadline (until
+        the API confirms it), a running attempt's lease (renewed by its worker), a retry's
+        due time plus one lease. No TTL; terminal writes remove their task."""
+        return f"{self.prefix}deadlines"
+
+    def withdrawn(self, task_id: UUID | str) -> str:
+        """Marker of a submission the API answered 503 and took back: any copy of its message
+        that still reaches a worker is skipped. Lives ``result_ttl_seconds``."""
+        return f"{self.prefix}withdrawn:{task_id}"

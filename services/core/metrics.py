@@ -12,6 +12,16 @@ TASKS_RETRIED = Counter("kt_tasks_retried", "Failed attempts scheduled for a ret
 TASKS_CANCELLED = Counter(
     "kt_tasks_cancelled", "Tasks cancelled while queued or running.", ["task"]
 )
+TASKS_REQUEUED = Counter(
+    "kt_tasks_requeued",
+    "Abandoned tasks the reaper put back on their topic, by why (see store.Reclaimed).",
+    ["task", "reason"],
+)
+WORKER_ERRORS = Counter(
+    "kt_worker_errors",
+    "Errors no handler expected (worker bugs), by where; each is logged with its traceback.",
+    ["where"],
+)
 TASK_DURATION = Histogram(
     "kt_task_duration_seconds",
     "Wall time of one attempt, by outcome.",

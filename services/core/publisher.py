@@ -39,19 +39,21 @@ class TaskPublisher:
                 self._producer = producer
             return self._producer
 
-    async def publish(self, topic: str, message: BaseModel, *, key: str) -> None:
-        """Send ``message`` as JSON; returns once the broker acknowledged it (acks=all)."""
-        producer = await self._ensure_started()
+    async def publish(self, topic: str, message: BaseModel, *, key: str) -> str:
+        """Send ``message`` as JSON; returns its position (``topic/partition/offset``) once the
+        broker acknowledged it (acks=all), within ``kafka_request_timeout_ms`` in all."""
         timeout = self._settings.kafka_request_timeout_ms / 1000
         try:
-            await asyncio.wait_for(
-                producer.send_and_wait(topic, message.model_dump_json().encode(), key=key.encode()),
-                timeout=timeout,
-            )
+            async with asyncio.timeout(timeout):
+                producer = await self._ensure_started()
+                sent = await producer.send_and_wait(
+                    topic, message.model_dump_json().encode(), key=key.encode()
+                )
         except (KafkaError, TimeoutError) as exc:
             raise BackendUnavailableError(
                 "kafka", f"no acknowledgement from the broker ({type(exc).__name__})"
             ) from exc
+        return f"{sent.topic}/{sent.partition}/{sent.offset}"
 
     async def ready(self) -> bool:
         """Whether a broker answers a metadata request now (cached metadata proves nothing)."""

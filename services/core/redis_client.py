@@ -1,14 +1,47 @@
-"""The one way the services connect to Redis."""
+"""The one way the services connect to Redis, and the one place Redis errors are classified."""
 
 from __future__ import annotations
+
+from typing import Final
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
+from services.core.errors import BackendUnavailableError, KafkaTasksError, StateStoreError
 from services.core.settings import Settings
+
+UNAVAILABLE_REPLIES: Final = frozenset(
+    {
+        "LOADING",  # restarted, still reading its data
+        "READONLY",  # a replica, during or after a failover
+        "MASTERDOWN",  # a replica that lost its master
+        "BUSY",  # a script runs over its time limit
+        "OOM",  # over maxmemory: refuses writes
+        "MISCONF",  # cannot persist: refuses writes
+        "NOREPLICAS",  # min-replicas-to-write not met
+        "TRYAGAIN",  # cluster: keys being moved
+        "CLUSTERDOWN",  # cluster: a slot is not served
+    }
+)
+"""Error replies that mean "not now" (the command was refused whole and may be sent again
+once Redis recovers), as opposed to a bug in the request."""
+
+
+def redis_error(error: RedisError | OSError) -> KafkaTasksError:
+    """What a Redis error means to the services: unavailable (the worker waits, the API answers
+    503) or a bug (raised loud; never silently retried)."""
+    if isinstance(error, RedisConnectionError | RedisTimeoutError | OSError):
+        return BackendUnavailableError("redis", str(error) or type(error).__name__)
+    if isinstance(error, ResponseError):
+        code = str(error).split(" ", 1)[0]
+        if code in UNAVAILABLE_REPLIES:
+            return BackendUnavailableError("redis", str(error))
+    return StateStoreError(f"{type(error).__name__}: {error}")
 
 
 def connect(
@@ -20,7 +53,9 @@ def connect(
 ) -> Redis:
     """A pooled client that reconnects by itself: after a Redis restart every pooled
     connection is dead, and without retries each would fail one request before it is
-    replaced (a 503 for a healthy Redis).
+    replaced (a 503 for a healthy Redis). Only a connection that broke is retried, never a
+    timeout: a paused Redis must turn into a prompt error, and every state write is safe to
+    send twice (it carries a write id the script recognises).
 
     With ``wait_for_connection`` a call waits for a free connection when all
     ``max_connections`` are busy (redis-py's default pool fails at once, so a burst of
@@ -31,10 +66,18 @@ def connect(
     options = {
         "socket_timeout": read_timeout_seconds or settings.redis_timeout_seconds,
         "socket_connect_timeout": settings.redis_timeout_seconds,
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "retry": Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=3,
+            supported_errors=(RedisConnectionError,),
+        ),
         "health_check_interval": 30,
         "max_connections": max_connections or settings.redis_max_connections,
+        # redis-py 8 takes "auto" maintenance notifications (a Redis Enterprise feature) as on,
+        # and then hands out pooled connections without checking that Redis has not closed
+        # them: a write after a Redis restart was sent on a dead connection, and whether it
+        # ran could not be known. Off, the pool reconnects first.
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
     pool: ConnectionPool
     if wait_for_connection:

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import contract, topics
@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     is open (fine on 127.0.0.1, never in a cluster: infra always sets keys)."""
     api_keys_file: Path | None = None
     """A file with one API key per line (a mounted Secret), added to ``api_keys``."""
-    publish_deadline_seconds: Annotated[float, Field(gt=0)] = 300.0
-    """A PENDING task whose publication was never confirmed is failed after this long."""
+    publish_deadline_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """A PENDING task whose publication the API never confirmed (it died, or lost Redis after
+    Kafka's acknowledgement) is published again by the reaper after this long. Longer than an
+    API takes to publish or withdraw a submission (see the validator below)."""
 
     api_max_event_streams: Annotated[int, Field(ge=1, le=10_000)] = 1000
     """Event streams (``GET /tasks/<id>/events``) one API process serves at once; each waits
@@ -66,7 +68,11 @@ class Settings(BaseSettings):
     worker_session_timeout_seconds: Annotated[float, Field(ge=3, le=300)] = 10.0
     """How soon Kafka gives a dead worker's partitions to the others."""
     worker_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
-    """How often a worker looks for PENDING tasks whose message was never published."""
+    """How often a worker's reaper looks for abandoned tasks (see ``worker_lease_seconds``)."""
+    worker_lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    """A running attempt's lease, renewed every third of it by its worker. Once it lapses (the
+    worker is gone, paused, or its writes were lost) the reaper puts the task back on its
+    topic: an abandoned task runs again within this plus ``worker_sweep_interval_seconds``."""
 
     result_ttl_seconds: Annotated[int, Field(ge=1)] = 86_400
     """How long a record lives after reaching a terminal state (Celery's result_expires)."""
@@ -86,6 +92,18 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _publication_outlasts_a_submission(self) -> Settings:
+        longest = 2 * self.redis_timeout_seconds + self.kafka_request_timeout_ms / 1000
+        if self.publish_deadline_seconds <= longest:
+            raise ValueError(
+                f"publish_deadline_seconds ({self.publish_deadline_seconds:g}) must be longer "
+                f"than a submission can take ({longest:g} s: twice redis_timeout_seconds plus "
+                "kafka_request_timeout_ms), or the reaper would publish tasks the API is still "
+                "publishing or taking back"
+            )
+        return self
 
     @cached_property
     def consumer_group(self) -> str:

@@ -1,35 +1,44 @@
 """The task state store on Redis.
 
-Every write goes through one Lua script, so checking the transition, writing the fields,
-raising the version, appending the event and setting the expiry are a single atomic step.
+Every write goes through one of the Lua scripts of ``state_scripts.py``, so checking the
+transition, writing the fields, raising the version, appending the event, keeping the indexes
+and deadlines and setting the expiry are a single atomic step, and safe to repeat.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Final
 from uuid import UUID
 
 from pydantic import JsonValue
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.core import state_scripts
 from services.core.errors import (
     AlreadyRunningError,
     BackendUnavailableError,
     IdempotencyConflictError,
+    IdempotencyKeyInUseError,
     InvalidTransitionError,
+    StaleAttemptError,
     TaskNotFoundError,
 )
 from services.core.keys import RedisKeys
-from services.core.models import Progress, TaskError, TaskRecord, utcnow
+from services.core.models import Progress, TaskError, TaskMessage, TaskRecord, utcnow
+from services.core.redis_client import redis_error
 from services.core.settings import Settings
-from services.core.states import TERMINAL_STATES, TRANSITIONS, TaskState
+from services.core.states import TERMINAL_STATES, TaskState
 
 FOLLOW_BLOCK_SECONDS: Final = 15
 """How long ``follow`` waits on Redis for the next write before yielding None; the client
@@ -39,124 +48,13 @@ EVENTS_MAX_LEN: Final = 1000
 """Approximate cap on one task's event stream (progress reports can be many)."""
 
 # Fields stored as plain strings or integers; every other field holds JSON.
-_RAW_FIELDS: Final = frozenset({"status", "version", "attempts", "delivery", "created_us"})
-
-REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def _lua_table(mapping: Mapping[TaskState, frozenset[TaskState]]) -> str:
-    rows = []
-    for source, targets in mapping.items():
-        inner = ", ".join(f"{target.value} = true" for target in sorted(targets))
-        rows.append(f"{source.value} = {{{inner}}}")
-    return "{" + ", ".join(rows) + "}"
-
-
-_TERMINAL_LUA = "{" + ", ".join(f"{s.value} = true" for s in sorted(TERMINAL_STATES)) + "}"
-
-_COMMON_LUA = f"""
-local allowed = {_lua_table(TRANSITIONS)}
-local terminal = {_TERMINAL_LUA}
--- Common ARGV: key prefix, now (µs), expiry cutoff (µs), now (s), ttl (s), stream max length.
-local prefix, now_us, cutoff_us = ARGV[1], ARGV[2], ARGV[3]
-local now_s, ttl, maxlen = ARGV[4], ARGV[5], ARGV[6]
-local FIELDS_FROM = 9
-
--- Listing indexes, kept in the same atomic write: every task by creation time, by task name,
--- by state and by both. Live states are ordered by creation; terminal ones by the time they
--- finished, so they are trimmed exactly when their records expire.
-local function reindex(id, task, created, previous, status)
-  if not previous then
-    redis.call('ZADD', prefix .. 'idx:all', created, id)
-    redis.call('ZADD', prefix .. 'idx:task:' .. task, created, id)
-  end
-  if previous == status then return end
-  if previous then
-    redis.call('ZREM', prefix .. 'idx:state:' .. previous, id)
-    redis.call('ZREM', prefix .. 'idx:task:' .. task .. ':state:' .. previous, id)
-  end
-  local score = created
-  if terminal[status] then score = now_us end
-  local by_state = prefix .. 'idx:state:' .. status
-  local by_both = prefix .. 'idx:task:' .. task .. ':state:' .. status
-  for _, key in ipairs({{by_state, by_both}}) do
-    redis.call('ZADD', key, score, id)
-    if terminal[status] then redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff_us) end
-  end
-  if terminal[status] then
-    local rate = prefix .. 'rate:' .. status .. ':' .. now_s
-    redis.call('INCR', rate)
-    redis.call('EXPIRE', rate, 3600)
-  end
-end
-
-local function write(record, events, previous, status)
-  redis.call('HSET', record, 'status', status)
-  for i = FIELDS_FROM, #ARGV, 2 do
-    redis.call('HSET', record, ARGV[i], ARGV[i + 1])
-  end
-  redis.call('HINCRBY', record, 'version', 1)
-  local id = cjson.decode(redis.call('HGET', record, 'id'))
-  local task = cjson.decode(redis.call('HGET', record, 'task'))
-  reindex(id, task, redis.call('HGET', record, 'created_us'), previous, status)
-  local flat = redis.call('HGETALL', record)
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(flat))
-  if terminal[status] then
-    redis.call('EXPIRE', record, ttl)
-    redis.call('EXPIRE', events, ttl)
-  else
-    redis.call('PERSIST', record)
-    redis.call('PERSIST', events)
-  end
-  return flat
-end
-"""
-
-# KEYS: record, events, unconfirmed set, idempotency key ('' for none).
-# ARGV: common (1-6), unconfirmed deadline, idempotency value, field/value pairs.
-# Returns {'ok', flat record} | {'exists', ''} | {'duplicate', idempotency value}.
-CREATE_SCRIPT: Final = (
-    _COMMON_LUA
-    + """
-if KEYS[4] ~= '' then
-  local previous = redis.call('GET', KEYS[4])
-  if previous then return {'duplicate', previous} end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', ''} end
-if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[8], 'EX', ttl) end
-redis.call('HSET', KEYS[1], 'created_us', now_us)
-local flat = write(KEYS[1], KEYS[2], false, 'PENDING')
-redis.call('ZADD', KEYS[3], ARGV[7], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
-return {'ok', flat}
-"""
+_RAW_FIELDS: Final = frozenset(
+    {"status", "version", "attempts", "delivery", "created_us", "write", "message"}
 )
 
-# KEYS: record, events, unconfirmed set.
-# ARGV: common (1-6), new status, delivery starting an attempt ('' if none), field/value pairs.
-# Returns {'ok', flat record} | {'missing', ''} | {'refused', current status}
-#       | {'running', delivery that runs it}.
-UPDATE_SCRIPT: Final = (
-    _COMMON_LUA
-    + """
-local status, delivery = ARGV[7], ARGV[8]
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return {'missing', ''} end
-if not allowed[current][status] then return {'refused', current} end
-if delivery ~= '' then
-  -- Starting an attempt. A task already running from another delivery (a duplicate copy of
-  -- its message) is left alone; the same delivery again (after a crash) restarts it.
-  local holder = redis.call('HGET', KEYS[1], 'delivery')
-  if current == 'PROGRESS' and holder and holder ~= delivery then
-    return {'running', holder}
-  end
-  redis.call('HSET', KEYS[1], 'delivery', delivery)
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-end
--- Any write means the task's message was seen (or the task settled): the sweeper lets it be.
-redis.call('ZREM', KEYS[3], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
-return {'ok', write(KEYS[1], KEYS[2], current, status)}
-"""
-)
+CREATE_MARGIN_SECONDS: Final = 0.5
+"""A create is refused by Redis once this much before the API stops waiting for it: had it
+run in time, its reply would have arrived (a paused Redis runs queued commands on resume)."""
 
 
 def _decode(value: bytes | str) -> str:
@@ -175,6 +73,27 @@ def _flat_to_mapping(flat: list[bytes]) -> dict[bytes | str, bytes | str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+class Reclaimed(StrEnum):
+    """Why the reaper put a task's message back on its topic."""
+
+    UNCONFIRMED = "unconfirmed"
+    """PENDING, and the API never confirmed its publication (it died, or lost Redis)."""
+    LEASE_LAPSED = "lease-lapsed"
+    """PROGRESS, and no worker renewed its attempt's lease (the worker or its writes are gone)."""
+    RETRY_OVERDUE = "retry-overdue"
+    """RETRY, and its retry message never brought it back (lost with a broker's data)."""
+    MESSAGE_GONE = "message-gone"
+    """PENDING, and its message is no longer in Kafka, or was consumed without a trace."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task the reaper claimed: the message to publish again, and why."""
+
+    message: TaskMessage
+    reason: Reclaimed
+
+
 class TaskStore:
     """Reads and writes task records. One instance per process, sharing one Redis pool."""
 
@@ -184,7 +103,9 @@ class TaskStore:
         *,
         namespace: str,
         result_ttl_seconds: int,
-        publish_deadline_seconds: float = 300.0,
+        publish_deadline_seconds: float = 30.0,
+        lease_seconds: float = 30.0,
+        timeout_seconds: float = 5.0,
         streams: Redis | None = None,
     ) -> None:
         self._redis = redis
@@ -194,8 +115,15 @@ class TaskStore:
         self._keys = RedisKeys(namespace)
         self._ttl = result_ttl_seconds
         self._publish_deadline = publish_deadline_seconds
-        self._create = redis.register_script(CREATE_SCRIPT)
-        self._update = redis.register_script(UPDATE_SCRIPT)
+        self._lease = lease_seconds
+        self._timeout = timeout_seconds
+        self._create = redis.register_script(state_scripts.CREATE)
+        self._update = redis.register_script(state_scripts.UPDATE)
+        self._restore = redis.register_script(state_scripts.RESTORE)
+        self._withdraw = redis.register_script(state_scripts.WITHDRAW)
+        self._confirm = redis.register_script(state_scripts.CONFIRM)
+        self._reclaim = redis.register_script(state_scripts.RECLAIM)
+        self._renew = redis.register_script(state_scripts.RENEW)
 
     @classmethod
     def from_settings(
@@ -206,6 +134,8 @@ class TaskStore:
             namespace=settings.namespace,
             result_ttl_seconds=settings.result_ttl_seconds,
             publish_deadline_seconds=settings.publish_deadline_seconds,
+            lease_seconds=settings.worker_lease_seconds,
+            timeout_seconds=settings.redis_timeout_seconds,
             streams=streams,
         )
 
@@ -213,10 +143,14 @@ class TaskStore:
     def keys(self) -> RedisKeys:
         return self._keys
 
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease
+
     async def ping(self) -> bool:
         try:
-            return bool(await self._redis.ping())
-        except REDIS_ERRORS:
+            return bool(await self._guard(self._redis.ping()))
+        except BackendUnavailableError:
             return False
 
     async def create(
@@ -231,6 +165,9 @@ class TaskStore:
 
         With an ``idempotency_key`` already used for the same request, returns that earlier
         task's record and False; used for a different request, raises IdempotencyConflictError.
+        Raises BackendUnavailableError with ``maybe_applied`` when the record may exist
+        although no answer came (the connection broke after the request was sent); a create
+        that times out never applies later (Redis refuses it past its validity).
         """
         now = utcnow()
         fields: dict[str, Any] = {  # 'id' first: the script reads it by position
@@ -243,19 +180,36 @@ class TaskStore:
         }
         request_hash = _request_hash(task, payload)
         idempotency = self._keys.idempotency(idempotency_key) if idempotency_key else ""
-        args: list[Any] = [
-            *self._common_args(),
-            time.time() + self._publish_deadline,
-            f"{task_id} {request_hash}",
-            *_encode_fields(fields),
-        ]
         keys = [
             self._keys.record(task_id),
             self._keys.events(task_id),
-            self._keys.unconfirmed,
+            self._keys.deadlines,
             idempotency,
+            self._keys.withdrawn(task_id),
         ]
-        outcome, detail = await self._guard(self._create(keys=keys, args=args))
+        # One connection, taken (and checked open) first: failing to get it means nothing
+        # was sent; failing after it means the create may have run.
+        connection = self._redis.client()
+        try:
+            await self._guard(connection.initialize())
+            valid_for = self._timeout - min(CREATE_MARGIN_SECONDS, self._timeout / 4)
+            args: list[Any] = [
+                *self._common_args(),
+                _ms(time.time() + self._publish_deadline),
+                f"{task_id} {request_hash}",
+                time.time_ns() // 1000 + int(valid_for * 1_000_000),
+                *_encode_fields(fields),
+            ]
+            try:
+                outcome, detail = await self._guard(
+                    self._create(keys=keys, args=args, client=connection)
+                )
+            except BackendUnavailableError as error:
+                if isinstance(error.__cause__, TimeoutError | RedisTimeoutError):
+                    raise  # timed out: past its validity, Redis refuses it if it runs late
+                raise BackendUnavailableError("redis", error.reason, maybe_applied=True) from error
+        finally:
+            await connection.aclose()
         outcome = _decode(outcome)
         if outcome == "ok":
             return record_from_fields(_flat_to_mapping(detail)), True
@@ -263,22 +217,70 @@ class TaskStore:
             earlier_id, earlier_hash = _decode(detail).split(" ")
             if earlier_hash != request_hash or idempotency_key is None:
                 raise IdempotencyConflictError(idempotency_key or "", task_id=earlier_id)
+            status, position = await self._guard(
+                self._redis.hmget(self._keys.record(earlier_id), ["status", "message"])
+            )
+            if status == b"PENDING" and position is None:
+                # Its first request may still be publishing it, or about to take it back:
+                # answering 202 now could promise a task that is then withdrawn.
+                raise IdempotencyKeyInUseError(idempotency_key, task_id=earlier_id)
             return await self.get(UUID(earlier_id)), False
+        if outcome in ("expired", "withdrawn"):
+            # Run after the API gave up on it (and answered 503): nobody waits for this.
+            raise BackendUnavailableError("redis", f"the create came too late ({outcome})")
         raise InvalidTransitionError(str(task_id), current="PENDING", requested="PENDING")
 
-    async def confirm_published(self, task_id: UUID) -> None:
-        """The broker acknowledged the task's message: the sweeper must leave it alone."""
-        await self._guard(self._redis.zrem(self._keys.unconfirmed, str(task_id)))
+    async def confirm_published(self, task_id: UUID, *, position: str) -> None:
+        """The broker acknowledged the task's message at ``position`` (topic/partition/offset):
+        the reaper leaves it alone unless that message disappears."""
+        keys = [self._keys.record(task_id), self._keys.deadlines]
+        await self._guard(self._confirm(keys=keys, args=[str(task_id), position]))
 
-    async def unconfirmed_overdue(self, *, limit: int = 100) -> list[UUID]:
-        """PENDING tasks whose publication was never confirmed within the deadline."""
-        members = await self._guard(
-            self._redis.zrangebyscore(self._keys.unconfirmed, "-inf", time.time(), 0, limit)
-        )
-        return [UUID(_decode(member)) for member in members]
+    async def withdraw(self, task_id: UUID, *, idempotency_key: str | None = None) -> bool:
+        """Take back a submission the API is about to refuse: its PENDING record goes, and any
+        copy of its message that reaches a worker later is skipped. False if a worker started
+        it already (then it was published after all, and runs)."""
+        keys = [
+            self._keys.record(task_id),
+            self._keys.events(task_id),
+            self._keys.deadlines,
+            self._keys.idempotency(idempotency_key) if idempotency_key else "",
+            self._keys.withdrawn(task_id),
+        ]
+        args: list[Any] = [self._keys.prefix, str(task_id), self._ttl]
+        outcome, _ = await self._guard(self._withdraw(keys=keys, args=args))
+        return _decode(outcome) == "withdrawn"
 
-    async def forget_unconfirmed(self, task_id: UUID) -> None:
-        await self._guard(self._redis.zrem(self._keys.unconfirmed, str(task_id)))
+    async def restore(self, message: TaskMessage) -> TaskRecord | None:
+        """Make the record of a task whose message reached a worker but whose record Redis no
+        longer has (lost with the last writes before a crash). None if the submission was
+        withdrawn; the existing record if there is one after all."""
+        fields: dict[str, Any] = {
+            "id": str(message.id),
+            "task": message.task,
+            "payload": message.payload,
+            "created_at": message.submitted_at,
+            "updated_at": utcnow(),
+            "attempts": 0,
+        }
+        args: list[Any] = [
+            *self._common_args(),
+            *_encode_fields(fields),
+            "created_us",
+            str(_us(message.submitted_at)),
+        ]
+        keys = [
+            self._keys.record(message.id),
+            self._keys.events(message.id),
+            self._keys.withdrawn(message.id),
+        ]
+        outcome, detail = await self._guard(self._restore(keys=keys, args=args))
+        outcome = _decode(outcome)
+        if outcome == "withdrawn":
+            return None
+        if outcome == "exists":
+            return await self.get(message.id)
+        return record_from_fields(_flat_to_mapping(detail))
 
     async def transition(
         self,
@@ -290,17 +292,21 @@ class TaskStore:
         error: TaskError | None = None,
         retry_at: datetime | None = None,
         start_delivery: str | None = None,
+        attempt: int | None = None,
     ) -> TaskRecord:
         """Move a task to ``status``; refused (InvalidTransitionError) if the table forbids it.
 
         ``start_delivery`` (topic/partition/offset of the message) starts a new attempt; it is
-        refused with AlreadyRunningError while another delivery's attempt runs.
+        refused with AlreadyRunningError while another delivery's attempt holds its lease.
+        A worker's later writes pass their ``attempt``: refused with StaleAttemptError once a
+        newer attempt started, and a progress report is refused unless the task runs.
         """
         fields: dict[str, Any] = {"updated_at": utcnow()}
         if progress is not None:
             fields["progress"] = progress.model_dump(mode="json")
         if status is TaskState.COMPLETE:
             fields["result"] = result
+            fields["error"] = None  # an earlier attempt's error stays in the history only
         if error is not None:
             fields["error"] = error.model_dump(mode="json")
         fields["retry_at"] = retry_at
@@ -308,9 +314,11 @@ class TaskStore:
             *self._common_args(),
             status.value,
             start_delivery or "",
+            "" if attempt is None else str(attempt),
+            self._deadline_after(status, retry_at),
             *_encode_fields(fields),
         ]
-        keys = [self._keys.record(task_id), self._keys.events(task_id), self._keys.unconfirmed]
+        keys = [self._keys.record(task_id), self._keys.events(task_id), self._keys.deadlines]
         outcome, detail = await self._guard(self._update(keys=keys, args=args))
         outcome = _decode(outcome)
         if outcome == "ok":
@@ -319,23 +327,81 @@ class TaskStore:
             raise TaskNotFoundError(str(task_id))
         if outcome == "running":
             raise AlreadyRunningError(str(task_id), delivery=_decode(detail))
+        if outcome == "stale":
+            raise StaleAttemptError(
+                str(task_id), attempt=attempt or 0, current=_decode(detail), requested=status
+            )
         raise InvalidTransitionError(str(task_id), current=_decode(detail), requested=status.value)
+
+    async def renew_leases(self, attempts: Mapping[UUID, int]) -> set[UUID]:
+        """Extend the leases of running attempts (task id -> attempt); returns the tasks whose
+        attempt is no longer the running one (over, or claimed by the reaper)."""
+        if not attempts:
+            return set()
+        ids = list(attempts)
+        keys = [self._keys.deadlines, *(self._keys.record(task_id) for task_id in ids)]
+        args: list[Any] = [_ms(time.time() + self._lease), *(str(attempts[i]) for i in ids)]
+        lost = await self._guard(self._renew(keys=keys, args=args))
+        return {ids[int(position) - 1] for position in lost}
+
+    async def overdue(self, *, limit: int = 100) -> list[UUID]:
+        """Live tasks whose deadline passed (see ``RedisKeys.deadlines``), oldest first."""
+        members = await self._guard(
+            self._redis.zrangebyscore(self._keys.deadlines, "-inf", _ms(time.time()), 0, limit)
+        )
+        return [UUID(_decode(member)) for member in members]
+
+    async def pending_positions(
+        self, *, older_than_seconds: float, limit: int = 100
+    ) -> dict[UUID, str]:
+        """PENDING tasks created over ``older_than_seconds`` ago whose publication was
+        confirmed: task id -> the position of their message (topic/partition/offset)."""
+        high = _us(utcnow()) - int(older_than_seconds * 1_000_000)
+        members = await self._guard(
+            self._redis.zrangebyscore(
+                self._keys.index(state=TaskState.PENDING.value), "-inf", high, 0, limit
+            )
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hget(self._keys.record(_decode(member)), "message")
+            positions = await self._guard(pipe.execute())
+        return {
+            UUID(_decode(member)): _decode(position)
+            for member, position in zip(members, positions, strict=True)
+            if position
+        }
+
+    async def reclaim(self, task_id: UUID, *, lost_position: str | None = None) -> Claim | None:
+        """Claim an abandoned task for re-publication: overdue, or (with ``lost_position``) a
+        PENDING task whose message at that position is gone. None if it is not abandoned
+        (any more): it settled, moved on, or its deadline was renewed."""
+        now = time.time()
+        keys = [self._keys.record(task_id), self._keys.deadlines]
+        args: list[Any] = [str(task_id), _ms(now), _ms(now + self._lease), lost_position or ""]
+        answer = await self._guard(self._reclaim(keys=keys, args=args))
+        if _decode(answer[0]) != "due":
+            return None
+        status, task, payload, created_at = (_decode(value) for value in answer[1:])
+        message = TaskMessage(
+            id=task_id,
+            task=json.loads(task),
+            payload=json.loads(payload),
+            submitted_at=json.loads(created_at),
+        )
+        if lost_position is not None:
+            return Claim(message, Reclaimed.MESSAGE_GONE)
+        reason = {
+            TaskState.PENDING: Reclaimed.UNCONFIRMED,
+            TaskState.PROGRESS: Reclaimed.LEASE_LAPSED,
+        }.get(TaskState(status), Reclaimed.RETRY_OVERDUE)
+        return Claim(message, reason)
 
     async def get(self, task_id: UUID) -> TaskRecord:
         fields = await self._guard(self._redis.hgetall(self._keys.record(task_id)))
         if not fields:
             raise TaskNotFoundError(str(task_id))
         return record_from_fields(fields)
-
-    async def delete(self, task_id: UUID, *, idempotency_key: str | None = None) -> None:
-        """Remove a record whose message never reached Kafka (no orphan PENDING records)."""
-        keys = [self._keys.record(task_id), self._keys.events(task_id)]
-        if idempotency_key:
-            keys.append(self._keys.idempotency(idempotency_key))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys)
-            pipe.zrem(self._keys.unconfirmed, str(task_id))
-            await self._guard(pipe.execute())
 
     async def history(self, task_id: UUID) -> list[TaskRecord]:
         """Every state write the task went through (up to the stream's cap), oldest first."""
@@ -361,7 +427,10 @@ class TaskStore:
         record = record_from_fields(fields)
         yield record
         while not record.status.is_terminal:
-            answer = await self._guard(self._streams.xread({key: last_id}, block=block_ms))
+            answer = await self._guard(
+                self._streams.xread({key: last_id}, block=block_ms),
+                seconds=block_ms / 1000 + self._timeout,
+            )
             if not answer:
                 yield None
                 continue
@@ -465,13 +534,28 @@ class TaskStore:
             str(now_us // 1_000_000),
             self._ttl,
             EVENTS_MAX_LEN,
+            uuid.uuid4().hex,  # the write id: a repeat of this call is recognised
         ]
 
-    async def _guard(self, awaitable: Any) -> Any:
+    def _deadline_after(self, status: TaskState, retry_at: datetime | None) -> str:
+        """The task's next deadline once it is in ``status`` ('' for none)."""
+        if status is TaskState.PROGRESS:
+            return str(_ms(time.time() + self._lease))
+        if status is TaskState.RETRY and retry_at is not None:
+            return str(_ms(retry_at.timestamp() + self._lease))
+        return ""
+
+    async def _guard(self, awaitable: Awaitable[Any], *, seconds: float | None = None) -> Any:
+        """Await a Redis call within the backend timeout (or ``seconds``); every error it can
+        raise comes out classified (see ``redis_error``)."""
+        limit = seconds or self._timeout
         try:
-            return await awaitable
-        except REDIS_ERRORS as exc:
-            raise BackendUnavailableError("redis", str(exc) or type(exc).__name__) from exc
+            async with asyncio.timeout(limit):
+                return await awaitable
+        except TimeoutError as error:
+            raise BackendUnavailableError("redis", f"no answer within {limit:g} s") from error
+        except (RedisError, OSError) as error:
+            raise redis_error(error) from error
 
 
 def _encode_fields(fields: dict[str, Any]) -> list[str]:
@@ -483,6 +567,10 @@ def _encode_fields(fields: dict[str, Any]) -> list[str]:
 
 def _us(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
+
+
+def _ms(epoch_seconds: float) -> int:
+    return int(epoch_seconds * 1000)
 
 
 def _request_hash(task: str, payload: dict[str, JsonValue]) -> str:

@@ -10,14 +10,17 @@ from redis.asyncio import Redis
 
 from services.core.errors import (
     AlreadyRunningError,
+    BackendUnavailableError,
     IdempotencyConflictError,
+    IdempotencyKeyInUseError,
     InvalidTransitionError,
+    StaleAttemptError,
     TaskNotFoundError,
 )
-from services.core.models import Progress, TaskError
+from services.core.models import Progress, TaskError, TaskMessage
 from services.core.settings import Settings
 from services.core.states import TaskState
-from services.core.store import TaskStore
+from services.core.store import Reclaimed, TaskStore
 from tests.helpers import eventually
 
 
@@ -81,7 +84,9 @@ async def test_follow_yields_current_state_then_every_write_until_terminal(
 ) -> None:
     task_id = uuid.uuid4()
     await store.create(task_id, "sleep", {})
-    await store.transition(task_id, TaskState.PROGRESS, progress=Progress(percent=10))
+    await store.transition(
+        task_id, TaskState.PROGRESS, progress=Progress(percent=10), start_delivery="t/0/0"
+    )
     seen: list[tuple[TaskState, int]] = []
     first_read = asyncio.Event()
 
@@ -128,6 +133,10 @@ async def test_concurrent_writers_never_reopen_a_finished_task(store: TaskStore)
 
 async def test_idempotency_key_returns_the_first_task_or_conflicts(store: TaskStore) -> None:
     first, created = await store.create(uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1")
+    # While the first request has not confirmed its publication, it may still take it back.
+    with pytest.raises(IdempotencyKeyInUseError):
+        await store.create(uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1")
+    await store.confirm_published(first.id, position="t/0/0")
     again, created_again = await store.create(
         uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1"
     )
@@ -140,7 +149,7 @@ async def test_idempotency_key_returns_the_first_task_or_conflicts(store: TaskSt
     assert conflict.value.task_id == str(first.id)
 
 
-async def test_unconfirmed_tasks_become_overdue_until_confirmed_or_written(
+async def test_publication_deadlines_hold_until_the_message_is_confirmed_or_started(
     redis_client: Redis, settings: Settings
 ) -> None:
     store = TaskStore(
@@ -152,10 +161,11 @@ async def test_unconfirmed_tasks_become_overdue_until_confirmed_or_written(
     confirmed, lost, started = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for task_id in (confirmed, lost, started):
         await store.create(task_id, "noop", {})
-    await store.confirm_published(confirmed)
+    await store.confirm_published(confirmed, position="t/0/1")
     await store.transition(started, TaskState.PROGRESS, start_delivery="t/0/2")
 
-    assert await store.unconfirmed_overdue() == [lost]
+    # The started one now has its lease as its deadline, half a minute away.
+    assert await store.overdue() == [lost]
 
 
 async def test_a_second_copy_of_a_message_cannot_start_a_running_task(store: TaskStore) -> None:
@@ -221,3 +231,109 @@ async def test_expired_tasks_leave_the_indexes(redis_client: Redis, settings: Se
 
     assert await store.list_tasks() == ([], None)
     assert (await store.counts(["noop"]))["noop"]["COMPLETE"] == 0
+
+
+async def test_writes_of_an_attempt_that_is_over_are_refused(store: TaskStore) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "flaky", {})
+    first = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/1")
+    failed = TaskError(type="TimeoutError", message="over its time limit")
+    await store.transition(task_id, TaskState.RETRY, error=failed, attempt=first.attempts)
+
+    # The first attempt's thread reports on: its task waits for a retry, not for it.
+    with pytest.raises(InvalidTransitionError) as refused:
+        await store.transition(
+            task_id, TaskState.PROGRESS, progress=Progress(percent=90), attempt=first.attempts
+        )
+    assert refused.value.current == "RETRY"
+    second = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/2")
+    with pytest.raises(StaleAttemptError):
+        await store.transition(task_id, TaskState.COMPLETE, attempt=first.attempts)
+    done = await store.transition(
+        task_id, TaskState.COMPLETE, result="second", attempt=second.attempts
+    )
+    assert (done.result, done.error, done.attempts) == ("second", None, 2)
+
+
+async def test_a_withdrawn_submission_leaves_nothing_and_cannot_come_back(
+    store: TaskStore, redis_client: Redis
+) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {"echo": "x"}, idempotency_key="withdrawn-1")
+    assert await store.withdraw(task_id, idempotency_key="withdrawn-1")
+
+    with pytest.raises(TaskNotFoundError):
+        await store.get(task_id)
+    assert await store.list_tasks() == ([], None)
+    assert (await store.counts(["noop"]))["noop"]["PENDING"] == 0
+    assert await store.overdue() == []
+    assert not await redis_client.exists(store.keys.idempotency("withdrawn-1"))
+    # A copy of its message that landed after all is not turned into a task.
+    late = TaskMessage(id=task_id, task="noop", payload={"echo": "x"})
+    assert await store.restore(late) is None
+    # Neither is the create itself, should Redis run it late.
+    with pytest.raises(BackendUnavailableError):
+        await store.create(task_id, "noop", {})
+
+
+async def test_a_started_task_is_not_withdrawn(store: TaskStore) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {})
+    await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/3")
+    assert not await store.withdraw(task_id)
+    assert (await store.get(task_id)).status is TaskState.PROGRESS
+
+
+async def test_a_lost_record_is_restored_from_its_message(store: TaskStore) -> None:
+    message = TaskMessage(id=uuid.uuid4(), task="noop", payload={"echo": "again"})
+    restored = await store.restore(message)
+    assert restored is not None
+    assert (restored.status, restored.payload, restored.created_at) == (
+        TaskState.PENDING,
+        {"echo": "again"},
+        message.submitted_at,
+    )
+    again = await store.restore(message)
+    assert again == restored
+    listed, _ = await store.list_tasks(state=TaskState.PENDING)
+    assert [r.id for r in listed] == [message.id]
+
+
+async def test_an_abandoned_attempt_is_claimed_once_and_then_restarts(
+    redis_client: Redis, settings: Settings
+) -> None:
+    store = TaskStore(
+        redis_client, namespace=settings.namespace, result_ttl_seconds=60, lease_seconds=0.2
+    )
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {"echo": "orphan"})
+    await store.confirm_published(task_id, position="t/0/0")
+    started = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/0")
+    assert await store.reclaim(task_id) is None  # its lease is live
+
+    await eventually(store.overdue, lambda due: due == [task_id], within=5)
+    claims = await asyncio.gather(store.reclaim(task_id), store.reclaim(task_id))
+    claimed = [claim for claim in claims if claim is not None]
+    assert len(claimed) == 1
+    assert claimed[0].reason is Reclaimed.LEASE_LAPSED
+    assert claimed[0].message.payload == {"echo": "orphan"}
+    # The lost worker's renewal finds its attempt no longer holds the task.
+    assert await store.renew_leases({task_id: started.attempts}) == {task_id}
+    # The re-published copy (another delivery) starts a new attempt.
+    restarted = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/1/0")
+    assert restarted.attempts == 2
+    assert await store.renew_leases({task_id: restarted.attempts}) == set()
+
+
+async def test_a_pending_task_is_claimed_only_at_the_position_its_message_had(
+    store: TaskStore,
+) -> None:
+    task_id = uuid.uuid4()
+    await store.create(task_id, "noop", {})
+    await store.confirm_published(task_id, position="t/2/40")
+    assert await store.reclaim(task_id, lost_position="t/2/39") is None
+    claim = await store.reclaim(task_id, lost_position="t/2/40")
+    assert claim is not None
+    assert claim.reason is Reclaimed.MESSAGE_GONE
+    positions = await store.pending_positions(older_than_seconds=0)
+    assert positions == {task_id: "t/2/40"}

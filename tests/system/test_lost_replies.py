@@ -88,7 +88,9 @@ async def test_a_start_whose_reply_was_lost_counts_one_attempt(
 async def test_an_api_whose_create_reply_was_lost_still_publishes_the_task(
     start_apps: StartApps, namespace: str, redis_proxy: TcpProxy
 ) -> None:
-    apps = start_apps(namespace, env={"KT_REDIS_URL": proxied_url(redis_proxy)})
+    apps = await asyncio.to_thread(
+        start_apps, namespace, env={"KT_REDIS_URL": proxied_url(redis_proxy)}
+    )
     async with apps.client() as client:
         await submit(client, "noop", {})  # warm: the scripts are loaded
         redis_proxy.drop_next_reply(to_request_containing=b"EVALSHA")
@@ -112,13 +114,14 @@ async def test_a_confirmation_lost_after_the_broker_acknowledged_is_still_a_202(
 ) -> None:
     # The worker reaches Redis directly; only the API loses it, between Kafka's ack and the
     # confirmation. The task is stored and on Kafka: it will run, so the answer is 202.
-    apps = start_apps(
+    apps = await asyncio.to_thread(
+        start_apps,
         namespace,
         workers=0,
         env={"KT_REDIS_URL": proxied_url(redis_proxy), "KT_REDIS_TIMEOUT_SECONDS": "1"},
     )
     worker_env = {"KT_REDIS_URL": backends.redis_url}
-    workers = start_apps(namespace, api=False, workers=1, env=worker_env)
+    workers = await asyncio.to_thread(start_apps, namespace, api=False, env=worker_env)
     broker = backends.kafka_nodes[0].pid
     async with apps.client() as client:
         await submit(client, "noop", {})
