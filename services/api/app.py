@@ -24,13 +24,22 @@ from services.api.streams import StreamSlots
 from services.api.timing import RequestTiming
 from services.core import contract
 from services.core.catalog import Catalog
-from services.core.errors import BackendUnavailableError
+from services.core.errors import (
+    BackendUnavailableError,
+    IdempotencyConflictError,
+    IdempotencyKeyInUseError,
+    InvalidPayloadError,
+    PayloadTooLargeError,
+    SubmissionUnknownError,
+    UnknownTaskError,
+)
 from services.core.kafka_topics import ensure_topics
 from services.core.logs import get_logger
 from services.core.publisher import TaskPublisher
 from services.core.redis_client import connect
 from services.core.settings import Settings
 from services.core.store import FOLLOW_BLOCK_SECONDS, TaskStore
+from services.core.submission import Submitter
 
 log = get_logger(__name__)
 
@@ -59,7 +68,8 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
             except Exception as exc:  # the API still starts; /readyz tells the truth
                 log.warning("could not declare topics", error=str(exc))
         streams = StreamSlots(settings.api_max_event_streams)
-        app.state.services = Services(settings, store, publisher, catalog, streams)
+        submitter = Submitter(store, publisher, catalog, settings)
+        app.state.services = Services(settings, store, publisher, catalog, streams, submitter)
         try:
             yield
         finally:
@@ -122,6 +132,38 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
             {"detail": f"{error.backend} is unavailable; nothing was stored, retry later"},
             status_code=503,
             headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(SubmissionUnknownError)
+    async def submission_unknown(request: Request, error: SubmissionUnknownError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error)},
+            status_code=504,
+            headers={"Location": f"/tasks/{error.task_id}", "Retry-After": "1"},
+        )
+
+    @app.exception_handler(UnknownTaskError)
+    async def unknown_task(request: Request, error: UnknownTaskError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(PayloadTooLargeError)
+    async def payload_too_large(request: Request, error: PayloadTooLargeError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=413)
+
+    @app.exception_handler(InvalidPayloadError)
+    async def invalid_payload(request: Request, error: InvalidPayloadError) -> JSONResponse:
+        details = [{**e, "loc": ["body", "payload", *e["loc"]]} for e in error.errors]
+        return JSONResponse({"detail": details}, status_code=422)
+
+    @app.exception_handler(IdempotencyConflictError)
+    async def idempotency_conflict(
+        request: Request, error: IdempotencyConflictError
+    ) -> JSONResponse:
+        in_use = isinstance(error, IdempotencyKeyInUseError)
+        return JSONResponse(
+            {"detail": str(error)},
+            status_code=409,
+            headers={"Retry-After": "1"} if in_use else None,
         )
 
     return app

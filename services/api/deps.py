@@ -12,6 +12,7 @@ from services.core.catalog import Catalog
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
+from services.core.submission import Submitter
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Services:
     publisher: TaskPublisher
     catalog: Catalog
     streams: StreamSlots
+    submitter: Submitter
 
 
 async def get_services(request: Request) -> Services:

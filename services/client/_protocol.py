@@ -63,7 +63,11 @@ RETRYABLE_ERRORS = (httpx.TransportError,)
 
 
 def retryable_status(response: httpx.Response) -> bool:
-    return response.status_code == 503
+    """503 (a backend is down), and, with Retry-After, 409 (the same Idempotency-Key's first
+    request is still being settled) and 504 (a submission's fate was left unknown: sent again
+    with its key, it is answered for sure)."""
+    code = response.status_code
+    return code == 503 or (code in (409, 504) and "retry-after" in response.headers)
 
 
 def raise_for(response: httpx.Response) -> None:

@@ -12,27 +12,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 from dataclasses import dataclass
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.core import topics
 from services.core.catalog import Catalog
+from services.core.errors import InvalidPayloadError, PayloadTooLargeError, UnknownTaskError
 from services.core.lag import topic_partitions
-from services.core.models import DeadLetter, TaskMessage
+from services.core.models import DeadLetter
 from services.core.publisher import TaskPublisher
 from services.core.redis_client import connect
 from services.core.settings import Settings
 from services.core.store import TaskStore
+from services.core.submission import Submitter
 
 
 @dataclass(frozen=True)
 class Redriven:
     old_id: UUID
     new_id: UUID | None
+    """None in a dry run, or when the task can no longer be submitted (see ``skipped``)."""
     task: str
     error: str
+    skipped: str | None = None
 
 
 def redrive_group(namespace: str) -> str:
@@ -50,8 +54,8 @@ async def redrive(
         enable_auto_commit=False,
     )
     redis = connect(settings)
-    store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)
+    submitter = Submitter(TaskStore.from_settings(redis, settings), publisher, catalog, settings)
     await consumer.start()
     done: list[Redriven] = []
     try:
@@ -70,14 +74,11 @@ async def redrive(
                     if limit is not None and len(done) >= limit:
                         break
                     letter = DeadLetter.model_validate_json(record.value)
-                    new_id = (
-                        None
-                        if dry_run
-                        else await _submit_again(letter, store, publisher, settings, catalog)
-                    )
                     done.append(
-                        Redriven(
-                            letter.message.id, new_id, letter.message.task, letter.error.message
+                        await _resubmit(letter, submitter)
+                        if not dry_run
+                        else Redriven(
+                            letter.message.id, None, letter.message.task, letter.error.message
                         )
                     )
                     if not dry_run:
@@ -89,20 +90,18 @@ async def redrive(
     return done
 
 
-async def _submit_again(
-    letter: DeadLetter,
-    store: TaskStore,
-    publisher: TaskPublisher,
-    settings: Settings,
-    catalog: Catalog,
-) -> UUID:
-    spec = catalog.get(letter.message.task)
-    new_id = uuid4()
-    await store.create(new_id, spec.name, letter.message.payload)
-    message = TaskMessage(id=new_id, task=spec.name, payload=letter.message.payload)
-    await publisher.publish(settings.task_topic(spec.name), message, key=str(new_id))
-    await store.confirm_published(new_id)
-    return new_id
+async def _resubmit(letter: DeadLetter, submitter: Submitter) -> Redriven:
+    """Submit the dead-lettered task again through the one submission path. Its idempotency
+    key is the old task's id, so a dead letter written twice (a worker that died between the
+    dead letter and FAILURE) is re-driven once."""
+    old = letter.message
+    try:
+        submission = await submitter.submit(
+            old.task, old.payload, idempotency_key=f"redrive-{old.id}"
+        )
+    except (UnknownTaskError, InvalidPayloadError, PayloadTooLargeError) as refused:
+        return Redriven(old.id, None, old.task, letter.error.message, skipped=str(refused))
+    return Redriven(old.id, submission.record.id, old.task, letter.error.message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = asyncio.run(redrive(Settings(), catalog, limit=args.limit, dry_run=args.dry_run))
     for item in results:
-        target = "(dry run)" if item.new_id is None else f"-> {item.new_id}"
+        target = f"-> {item.new_id}" if item.new_id else (item.skipped or "(dry run)")
         print(f"{item.old_id} {item.task:<12} {target}  was: {item.error}")
     print(f"{len(results)} dead-lettered task(s) {'listed' if args.dry_run else 're-driven'}")
     return 0

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
-from pydantic import AwareDatetime, BeforeValidator, ValidationError
+from pydantic import AwareDatetime, BeforeValidator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
@@ -18,14 +17,11 @@ from services.api.limits import require_json
 from services.api.schemas import Problem, TaskCreate, TaskPage, TaskPublic
 from services.core import metrics
 from services.core.errors import (
-    BackendUnavailableError,
-    IdempotencyConflictError,
     InvalidTransitionError,
     TaskNotFoundError,
-    UnknownTaskError,
 )
 from services.core.logs import get_logger
-from services.core.models import TaskMessage, TaskRecord
+from services.core.models import TaskRecord
 from services.core.states import TaskState
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -69,10 +65,20 @@ IdempotencyKey = Annotated[
     responses={
         400: {"model": Problem, "description": "The body could not be read (not UTF-8)."},
         404: {"model": Problem, "description": "Unknown task name."},
-        409: {"model": Problem, "description": "Idempotency-Key reused for another request."},
+        409: {
+            "model": Problem,
+            "description": "Idempotency-Key reused for another request, or sent again while "
+            "its first request is still being processed (then with Retry-After).",
+        },
         413: {"model": Problem, "description": "Payload too large."},
         415: {"model": Problem, "description": "Body is not application/json."},
         **UNAVAILABLE,
+        504: {
+            "model": Problem,
+            "description": "Kafka and Redis failed in a way that leaves the outcome unknown: "
+            "the task (its id is in Location) may run. Follow it, or resubmit with the same "
+            "Idempotency-Key.",
+        },
     },
 )
 async def submit_task(
@@ -82,49 +88,11 @@ async def submit_task(
     idempotency_key: IdempotencyKey = None,
 ) -> TaskPublic:
     """Accept a task: store it as PENDING, publish it, answer once the broker has it."""
-    try:
-        spec = services.catalog.get(body.task)
-    except UnknownTaskError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
-    size = len(json.dumps(body.payload, separators=(",", ":")).encode())
-    if size > services.settings.max_payload_bytes:
-        raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            f"payload is {size} bytes; the limit is {services.settings.max_payload_bytes}",
-        )
-    try:
-        spec.payload_model.model_validate(body.payload)
-    except ValidationError as error:
-        details = [
-            {"loc": ["body", "payload", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
-            for e in error.errors()
-        ]
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, details) from error
-
-    task_id = uuid4()
-    try:
-        record, created = await services.store.create(
-            task_id, spec.name, body.payload, idempotency_key=idempotency_key
-        )
-    except IdempotencyConflictError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
-    response.headers["Location"] = f"/tasks/{record.id}"
-    if not created:
-        return TaskPublic.model_validate(record.model_dump())
-    message = TaskMessage(id=task_id, task=spec.name, payload=body.payload)
-    try:
-        await services.publisher.publish(
-            services.settings.task_topic(spec.name), message, key=str(task_id)
-        )
-    except BackendUnavailableError:
-        # The message may not exist: leave no PENDING record that no worker will ever see.
-        # (Should Redis fail too, the worker's sweeper fails the record after the deadline.)
-        await services.store.delete(task_id, idempotency_key=idempotency_key)
-        raise
-    await services.store.confirm_published(task_id)
-    metrics.TASKS_SUBMITTED.labels(spec.name).inc()
-    log.info("task accepted", task_id=str(task_id), task=spec.name)
-    return TaskPublic.model_validate(record.model_dump())
+    submission = await services.submitter.submit(
+        body.task, body.payload, idempotency_key=idempotency_key
+    )
+    response.headers["Location"] = f"/tasks/{submission.record.id}"
+    return TaskPublic.model_validate(submission.record.model_dump())
 
 
 @router.get(
