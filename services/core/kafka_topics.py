@@ -6,14 +6,19 @@ and in tests the services create what is missing at startup.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from services.core import topics
 from services.core.catalog import Catalog
+from services.core.logs import get_logger
 from services.core.settings import Settings
+
+log = get_logger(__name__)
 
 
 def topic_names(settings: Settings, catalog: Catalog) -> list[str]:
@@ -26,15 +31,19 @@ def topic_names(settings: Settings, catalog: Catalog) -> list[str]:
 
 
 async def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
-    """Create the namespace's missing topics; returns the names it created."""
+    """Create the namespace's missing topics; returns the names it created, once the cluster's
+    metadata shows every topic. A consumer that subscribes before that gets no partitions of
+    the topics it cannot see yet (until its next metadata refresh): a worker started right
+    after creating its topics would sit idle."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         request_timeout_ms=settings.kafka_request_timeout_ms,
     )
     await admin.start()
     try:
+        names = topic_names(settings, catalog)
         existing = set(await admin.list_topics())
-        missing = [name for name in topic_names(settings, catalog) if name not in existing]
+        missing = [name for name in names if name not in existing]
         if missing:
             # Another process may declare them first.
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -44,6 +53,35 @@ async def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
                         for name in missing
                     ]
                 )
+            async with asyncio.timeout(settings.kafka_request_timeout_ms / 1000):
+                for pause in itertools.repeat(0.1):  # polling: Kafka has no notification
+                    if await _all_visible(admin, missing):
+                        break
+                    await asyncio.sleep(pause)
         return missing
     finally:
         await admin.close()
+
+
+async def ensure_topics_when_kafka_answers(settings: Settings, catalog: Catalog) -> list[str]:
+    """``ensure_topics``, waiting out a Kafka that does not answer yet (a worker started
+    during an outage waits for it instead of exiting)."""
+    delay = 0.5
+    while True:
+        try:
+            return await ensure_topics(settings, catalog)
+        except (KafkaError, OSError, TimeoutError) as error:
+            log.warning(
+                "kafka unavailable; waiting to declare topics",
+                error=str(error) or type(error).__name__,
+                in_seconds=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _all_visible(admin: AIOKafkaAdminClient, names: list[str]) -> bool:
+    described = await admin.describe_topics(names)
+    return len(described) == len(names) and all(
+        not entry.get("error_code") and entry["partitions"] for entry in described
+    )

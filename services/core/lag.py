@@ -8,11 +8,14 @@ uncommitted partition as its end offset, or as 1 under ``latest``) is ``scaling.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,93 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> lis
     )
 
 
+@dataclass(frozen=True)
+class PartitionOffsets:
+    begin: int
+    """The first offset still in the log (earlier ones were deleted by retention)."""
+    end: int
+    """The offset the next message will get (the high watermark)."""
+    committed: int | None
+    """The group's committed offset, None if it never committed one."""
+
+
+class OffsetReader:
+    """Kafka clients kept open to read a group's offsets again and again (the reaper reads
+    them every sweep; new clients each time would cost connections and metadata requests)."""
+
+    def __init__(self, bootstrap_servers: str, *, request_timeout_ms: int = 10_000) -> None:
+        self._bootstrap = bootstrap_servers
+        self._timeout_ms = request_timeout_ms
+        self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+
+    async def __aenter__(self) -> OffsetReader:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def partitions(self, topics: list[str]) -> list[TopicPartition]:
+        admin, _ = await self._started()
+        return await self._reset_on_error(topic_partitions(admin, topics))
+
+    async def read(
+        self, group: str, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, PartitionOffsets]:
+        admin, consumer = await self._started()
+        return await self._reset_on_error(self._read(admin, consumer, group, partitions))
+
+    async def close(self) -> None:
+        if self._clients is not None:
+            admin, consumer = self._clients
+            self._clients = None
+            await consumer.stop()
+            await admin.close()
+
+    async def _read(
+        self,
+        admin: AIOKafkaAdminClient,
+        consumer: AIOKafkaConsumer,
+        group: str,
+        partitions: list[TopicPartition],
+    ) -> dict[TopicPartition, PartitionOffsets]:
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        ends = await consumer.end_offsets(partitions)
+        begins = await consumer.beginning_offsets(partitions)
+        offsets = {}
+        for tp in partitions:
+            meta = committed.get(tp)
+            offset = meta.offset if meta is not None and meta.offset >= 0 else None
+            offsets[tp] = PartitionOffsets(begins[tp], ends[tp], offset)
+        return offsets
+
+    async def _started(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        if self._clients is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
+            )
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                enable_auto_commit=False,
+                request_timeout_ms=self._timeout_ms,
+            )
+            try:
+                await admin.start()
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                await admin.close()
+                raise
+            self._clients = (admin, consumer)
+        return self._clients
+
+    async def _reset_on_error(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except BaseException:
+            await self.close()  # reconnect next time: the cluster may have changed under us
+            raise
+
+
 async def group_lag(
     bootstrap_servers: str,
     group: str,
@@ -42,27 +132,17 @@ async def group_lag(
     *,
     offset_reset: Literal["earliest", "latest"] = "earliest",
 ) -> list[PartitionLag]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(admin, topics)
+    async with OffsetReader(bootstrap_servers) as reader:
+        partitions = await reader.partitions(topics)
         if not partitions:
             return []
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        ends = await consumer.end_offsets(partitions)
-        begins = await consumer.beginning_offsets(partitions)
-        rows = []
-        for tp in partitions:
-            meta = committed.get(tp)
-            offset = meta.offset if meta is not None and meta.offset >= 0 else None
-            if offset is None:
-                lag = ends[tp] - begins[tp] if offset_reset == "earliest" else 0
-            else:
-                lag = max(ends[tp] - offset, 0)
-            rows.append(PartitionLag(tp.topic, tp.partition, ends[tp], offset, lag))
-        return rows
-    finally:
-        await consumer.stop()
-        await admin.close()
+        offsets = await reader.read(group, partitions)
+    rows = []
+    for tp in partitions:
+        read = offsets[tp]
+        if read.committed is None:
+            lag = read.end - read.begin if offset_reset == "earliest" else 0
+        else:
+            lag = max(read.end - read.committed, 0)
+        rows.append(PartitionLag(tp.topic, tp.partition, read.end, read.committed, lag))
+    return rows

@@ -5,7 +5,7 @@ import asyncio
 import faust
 import mode.loop
 
-from services.core.kafka_topics import ensure_topics
+from services.core.kafka_topics import ensure_topics_when_kafka_answers
 from services.core.logs import configure
 from services.core.publisher import TaskPublisher
 from services.core.redis_client import connect
@@ -14,6 +14,8 @@ from services.core.store import TaskStore
 from services.tasks import catalog
 from services.worker.app import create_worker_app
 from services.worker.dispatcher import Dispatcher
+from services.worker.leases import LeaseKeeper
+from services.worker.reaper import Reaper
 from services.worker.retries import RetryScheduler
 from services.worker.runner import TaskRunner
 
@@ -28,17 +30,17 @@ def main() -> None:
     settings = Settings()
     configure(level=settings.log_level, json=settings.log_json)
     if settings.declare_topics:
-        asyncio.run(ensure_topics(settings, catalog))
+        asyncio.run(ensure_topics_when_kafka_answers(settings, catalog))
     redis = connect(settings)
     store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)
-    runner = TaskRunner(
-        store, catalog, publisher, namespace=settings.namespace, threads=settings.worker_threads
-    )
+    leases = LeaseKeeper(store)
+    runner = TaskRunner(store, catalog, publisher, leases, settings=settings)
     tasks = Dispatcher(runner.run, concurrency=settings.worker_concurrency, track_in_flight=True)
     scheduler = RetryScheduler(store, publisher, settings)
     retries = Dispatcher(scheduler.run, concurrency=MAX_WAITING_RETRIES, track_in_flight=False)
-    app = create_worker_app(settings, catalog, store, tasks, retries)
+    reaper = Reaper(store, publisher, catalog, settings, leases)
+    app = create_worker_app(settings, catalog, store, publisher, tasks, retries, leases, reaper)
     # redirect_stdouts=False: our JSON log lines are printed as they are, not re-logged.
     worker = faust.Worker(
         app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False

@@ -1,8 +1,10 @@
 """The faust app: one agent per task topic and one for the retry topic, each feeding a
-dispatcher; timers for the lost-publication sweeper and the lag gauge; pages for probes."""
+dispatcher; timers for lease renewal, the reaper and the lag gauge; pages for probes."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -11,24 +13,45 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.core import contract, metrics, topics
 from services.core.catalog import Catalog
+from services.core.errors import BackendUnavailableError
 from services.core.lag import group_lag
 from services.core.logs import get_logger
+from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.worker.dispatcher import Dispatcher
-from services.worker.sweeper import fail_unpublished
+from services.worker.leases import LeaseKeeper
+from services.worker.reaper import Reaper
 
 log = get_logger(__name__)
 
 LAG_INTERVAL_SECONDS = 10.0
+METADATA_MAX_AGE_MS = 30_000
+
+
+async def never_crash(name: str, work: Callable[[], Awaitable[object]]) -> None:
+    """Run one tick of a background job; an outage is logged and waited out, a bug logged
+    loudly and counted, and neither reaches mode (which would stop the worker)."""
+    try:
+        await work()
+    except BackendUnavailableError as error:
+        log.warning(
+            f"{name} skipped: backend unavailable", backend=error.backend, reason=error.reason
+        )
+    except Exception:
+        metrics.WORKER_ERRORS.labels(name).inc()
+        log.exception(f"{name} failed")
 
 
 def create_worker_app(
     settings: Settings,
     catalog: Catalog,
     store: TaskStore,
+    publisher: TaskPublisher,
     tasks: Dispatcher,
     retries: Dispatcher,
+    leases: LeaseKeeper,
+    reaper: Reaper,
 ) -> faust.App:
     app = faust.App(
         topics.worker_app_id(settings.namespace),
@@ -42,6 +65,9 @@ def create_worker_app(
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
         broker_commit_interval=0.5,
+        # A topic that appears after the worker joined (declared late, or back after the whole
+        # cluster was down) is picked up at the next metadata refresh: 30 s, not 5 minutes.
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         broker_session_timeout=settings.worker_session_timeout_seconds,
         # The other workers learn of a rebalance (a worker left or joined) from their next
         # heartbeat's answer; every second keeps their partitions' pause short. Kafka's rule
@@ -78,6 +104,7 @@ def create_worker_app(
     app.agent(raw_topic(topics.retry_topic(settings.namespace)), name="retries")(agent_for(retries))
 
     async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        state["assigned"] = False
         partitions = {(tp.topic, tp.partition) for tp in revoked}
         await tasks.revoked(partitions, grace_seconds=settings.worker_shutdown_grace_seconds)
         await retries.revoked(partitions, grace_seconds=0)
@@ -89,6 +116,7 @@ def create_worker_app(
         # faust has paused fetching; finish what runs, then faust commits and exits.
         finished = await tasks.close(grace_seconds=settings.worker_shutdown_grace_seconds)
         await retries.close(grace_seconds=0)
+        await reaper.close()
         log.info("worker stopped", all_tasks_finished=finished)
 
     # mode's signal types want a `signal` keyword in the signature; faust passes it in **_.
@@ -96,24 +124,28 @@ def create_worker_app(
     app.on_rebalance_complete.connect(on_rebalanced)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
 
+    # mode stops the whole worker when a timer raises: every timer here keeps running through
+    # outages of any length (readiness reports them) and logs what it did not expect.
+    @app.timer(leases.interval_seconds)  # type: ignore[untyped-decorator]  # faust: untyped
+    async def renew_leases() -> None:
+        await never_crash("lease renewal", leases.renew)
+
     @app.timer(settings.worker_sweep_interval_seconds)  # type: ignore[untyped-decorator]  # faust: untyped
-    async def sweep() -> None:
-        await fail_unpublished(store)
-        await store.trim_expired(catalog.names())
+    async def reap() -> None:
+        await never_crash("reaper", reaper.sweep)
 
     task_topics = [settings.task_topic(name) for name in catalog.names()]
 
     @app.timer(LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]  # faust: untyped
     async def export_lag() -> None:
-        try:
+        async def read() -> None:
             rows = await group_lag(
                 settings.kafka_bootstrap_servers, settings.consumer_group, task_topics
             )
-        except Exception as error:  # metrics must never take the worker down
-            log.warning("could not read consumer lag", error=str(error))
-            return
-        for row in rows:
-            metrics.CONSUMER_LAG.labels(row.topic, str(row.partition)).set(row.lag)
+            for row in rows:
+                metrics.CONSUMER_LAG.labels(row.topic, str(row.partition)).set(row.lag)
+
+        await never_crash("lag gauge", read)
 
     @app.page(contract.WORKER_LIVENESS_PATH)
     class Liveness(View):
@@ -123,7 +155,8 @@ def create_worker_app(
     @app.page(contract.WORKER_READINESS_PATH)
     class Readiness(View):
         async def get(self, request: Request) -> Response:
-            checks = {"redis": await store.ping(), "kafka_group_joined": state["assigned"]}
+            redis, kafka = await asyncio.gather(store.ping(), publisher.ready())
+            checks = {"redis": redis, "kafka": kafka, "kafka_group_joined": state["assigned"]}
             ready = all(checks.values())
             return self.json(
                 {"status": "ready" if ready else "unavailable", "checks": checks},

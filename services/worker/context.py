@@ -7,20 +7,33 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
-from services.core.errors import BackendUnavailableError, InvalidTransitionError, TaskCancelled
+from services.core.errors import (
+    AttemptSuperseded,
+    BackendUnavailableError,
+    InvalidTransitionError,
+    StaleAttemptError,
+    TaskCancelled,
+)
 from services.core.logs import get_logger
 from services.core.models import Progress
 from services.core.states import TaskState
 from services.core.store import TaskStore
+from services.worker.leases import LeaseKeeper
 
 log = get_logger(__name__)
 
 
 class WorkerTaskContext:
     def __init__(
-        self, store: TaskStore, task_id: UUID, attempt: int, loop: asyncio.AbstractEventLoop
+        self,
+        store: TaskStore,
+        leases: LeaseKeeper,
+        task_id: UUID,
+        attempt: int,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._store = store
+        self._leases = leases
         self._task_id = task_id
         self._attempt = attempt
         self._loop = loop
@@ -36,26 +49,36 @@ class WorkerTaskContext:
     async def progress(
         self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None
     ) -> None:
-        """Store a progress report; raises TaskCancelled if the task was cancelled.
+        """Store a progress report; raises TaskCancelled if the task was cancelled, and
+        AttemptSuperseded if this attempt is over (another one runs, or a retry waits).
 
         Progress is best effort: while Redis is unreachable the report is dropped (and
         logged) rather than failing the task; the outcome itself is stored with retries.
         """
+        if self._leases.is_lost(self._task_id, self._attempt):
+            raise AttemptSuperseded(self.task_id, attempt=self._attempt)
         try:
             await self._store.transition(
                 self._task_id,
                 TaskState.PROGRESS,
                 progress=Progress(percent=percent, message=message, meta=meta),
+                attempt=self._attempt,
             )
+        except StaleAttemptError:
+            raise AttemptSuperseded(self.task_id, attempt=self._attempt) from None
         except InvalidTransitionError as refused:
             if refused.current == TaskState.CANCELLED:
                 raise TaskCancelled(self.task_id) from None
-            raise
+            raise AttemptSuperseded(self.task_id, attempt=self._attempt) from None
         except BackendUnavailableError as error:
             log.warning("progress report dropped: redis unavailable", reason=error.reason)
 
     async def cancelled(self) -> bool:
-        return (await self._store.get(self._task_id)).status is TaskState.CANCELLED
+        """Whether this attempt should stop: its task was cancelled, or the attempt is over."""
+        if self._leases.is_lost(self._task_id, self._attempt):
+            return True
+        record = await self._store.get(self._task_id)
+        return record.status is not TaskState.PROGRESS or record.attempts != self._attempt
 
     def progress_sync(
         self, percent: float, message: str = "", meta: dict[str, JsonValue] | None = None

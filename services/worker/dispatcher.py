@@ -60,28 +60,31 @@ class Dispatcher:
         task = asyncio.create_task(self._run(event, partition, offset))
         running = self._running[partition]
         running.add(task)
-        task.add_done_callback(running.discard)
         if self._track:
             metrics.TASKS_IN_FLIGHT.inc()
+        # A callback, not a ``finally`` in ``_run``: a task cancelled before its first step
+        # never runs its body, and its slot and gauge would leak.
+        task.add_done_callback(lambda done: self._finished(done, running))
+
+    def _finished(self, task: asyncio.Task[None], running: set[asyncio.Task[None]]) -> None:
+        running.discard(task)
+        self._slots.release()
+        if self._track:
+            metrics.TASKS_IN_FLIGHT.dec()
 
     async def _run(self, event: Event, partition: Partition, offset: int) -> None:
-        finished = False
         try:
             await self._handler(event.value, f"{partition[0]}/{partition[1]}/{offset}")
-            finished = True
         except asyncio.CancelledError:
             raise  # stopping: the message stays unacknowledged and will be delivered again
         except Exception:
-            # Handlers store every task error themselves; reaching here is a worker bug. The
-            # message is left unacknowledged so that it is not silently skipped.
+            # Handlers store every task error and wait out every outage themselves; reaching
+            # here is a worker bug. It is logged and counted, and the message acknowledged
+            # like any other: holding it back would hold back its whole partition forever.
+            metrics.WORKER_ERRORS.labels("dispatcher").inc()
             log.exception("unexpected error while handling a message", offset=offset)
-        finally:
-            if finished:
-                for ready in self._tracker.finished(partition, offset):
-                    ready.ack()
-            self._slots.release()
-            if self._track:
-                metrics.TASKS_IN_FLIGHT.dec()
+        for ready in self._tracker.finished(partition, offset):
+            ready.ack()
 
     async def revoked(self, partitions: set[Partition], *, grace_seconds: float) -> None:
         """Partitions are leaving this worker: give their running tasks up to ``grace_seconds``

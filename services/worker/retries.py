@@ -43,8 +43,15 @@ class RetryScheduler:
             except TaskNotFoundError:
                 log.warning("retry dropped: no record for this task")
                 return
-            if record.status is not TaskState.RETRY:
-                log.info("retry dropped: task is no longer waiting", status=record.status)
+            if record.status is not TaskState.RETRY or record.attempts != retry.attempt:
+                # Settled, cancelled, or a later attempt's retry: this message (re-published
+                # after a rebalance, say) must not cut that attempt's backoff short.
+                log.info(
+                    "retry dropped: the task no longer waits for it",
+                    status=record.status,
+                    attempts=record.attempts,
+                    retry_after_attempt=retry.attempt,
+                )
                 return
             topic = self._settings.task_topic(retry.message.task)
             await until_available(

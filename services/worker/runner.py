@@ -18,6 +18,7 @@ from services.core import metrics, topics
 from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
     AlreadyRunningError,
+    AttemptSuperseded,
     InvalidTransitionError,
     TaskCancelled,
     TaskNotFoundError,
@@ -34,10 +35,12 @@ from services.core.models import (
     utcnow,
 )
 from services.core.publisher import TaskPublisher
+from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
 from services.worker.backoff import until_available
 from services.worker.context import WorkerTaskContext
+from services.worker.leases import LeaseKeeper
 
 log = get_logger(__name__)
 _ANY = TypeAdapter(Any)
@@ -49,22 +52,24 @@ class TaskRunner:
         store: TaskStore,
         catalog: Catalog,
         publisher: TaskPublisher,
+        leases: LeaseKeeper,
         *,
-        namespace: str,
-        threads: int,
+        settings: Settings,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._publisher = publisher
-        self._namespace = namespace
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="task")
+        self._leases = leases
+        self._settings = settings
+        self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="task")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, raw: bytes, delivery: str) -> None:
-        """Process one task message. Returns once its outcome is stored, so the message may be
-        acknowledged; raises only if the worker is stopping before that."""
+        """Process one task message. Returns once its outcome is stored (or the message is
+        known to need nothing), so the message may be acknowledged; raises only if the worker
+        is stopping before that."""
         try:
             message = TaskMessage.model_validate_json(raw)
         except ValidationError as error:
@@ -75,7 +80,15 @@ class TaskRunner:
             )
             return
         with structlog.contextvars.bound_contextvars(task_id=str(message.id), task=message.task):
-            await self._run(message, delivery)
+            try:
+                await self._run(message, delivery)
+            except Exception as bug:
+                # Not a task's error (those are stored) nor an outage (waited out): a bug. It
+                # is logged with its traceback and counted, and the task failed, so that its
+                # partition moves on rather than waiting for a fix forever.
+                metrics.WORKER_ERRORS.labels("runner").inc()
+                log.exception("worker error while handling a task; the task is failed")
+                await self._give_up(message, bug)
 
     async def _run(self, message: TaskMessage, delivery: str) -> None:
         try:
@@ -83,42 +96,71 @@ class TaskRunner:
         except UnknownTaskError as error:
             await self._fail_unknown(message, error)
             return
-        # No read first: the start write itself refuses a settled or unknown task, which saves
-        # a Redis round trip on every task.
         try:
-            record = await until_available(
-                lambda: self._store.transition(
-                    message.id,
-                    TaskState.PROGRESS,
-                    progress=Progress(percent=0, message="started"),
-                    start_delivery=delivery,
-                )
-            )
+            record = await until_available(lambda: self._start(message, delivery))
         except AlreadyRunningError as running:
             log.info("duplicate delivery skipped: the task runs already", reason=str(running))
-            return
-        except TaskNotFoundError:
-            log.warning("no record for this task (expired or never stored); skipped")
             return
         except InvalidTransitionError as refused:
             log.info("task already settled; duplicate delivery skipped", status=refused.current)
             return
+        if record is None:
+            return
+        attempt = record.attempts
+        self._leases.hold(message.id, attempt)
+        try:
+            await self._attempt(spec, message, attempt)
+        finally:
+            self._leases.release(message.id, attempt)
+
+    async def _start(self, message: TaskMessage, delivery: str) -> TaskRecord | None:
+        """Start an attempt (one write: PROGRESS, the attempt counted, the lease taken). A
+        message whose record Redis lost gets its record back from the message first."""
+        try:
+            return await self._start_write(message, delivery)
+        except TaskNotFoundError:
+            pass
+        age = (utcnow() - message.submitted_at).total_seconds()
+        if age > self._settings.result_ttl_seconds:
+            # Its record may have expired after it finished: running it again is not ours
+            # to decide.
+            log.warning("no record for this task and it is older than the result TTL; skipped")
+            return None
+        restored = await self._store.restore(message)
+        if restored is None:
+            log.info("submission withdrawn by the API (it answered 503); message skipped")
+            return None
+        log.warning("record lost from Redis: rebuilt from the task's message")
+        return await self._start_write(message, delivery)
+
+    async def _start_write(self, message: TaskMessage, delivery: str) -> TaskRecord:
+        return await self._store.transition(
+            message.id,
+            TaskState.PROGRESS,
+            progress=Progress(percent=0, message="started"),
+            start_delivery=delivery,
+        )
+
+    async def _attempt(self, spec: TaskSpec, message: TaskMessage, attempt: int) -> None:
         metrics.TASKS_STARTED.labels(spec.name).inc()
-        log.info("task started", attempt=record.attempts)
+        log.info("task started", attempt=attempt)
         started = time.perf_counter()
         outcome = "complete"
         try:
-            result = await self._call(spec, message, record)
+            result = await self._call(spec, message, attempt)
+        except AttemptSuperseded as over:
+            outcome = "superseded"
+            log.info("attempt stopped: it is over and another takes the task", reason=str(over))
         except TaskCancelled:
             outcome = "cancelled"
             log.info("task stopped: it was cancelled")
         except Exception as error:
             outcome = "failed"
-            await self._after_failure(spec, message, record, error)
+            await self._after_failure(spec, message, attempt, error)
         else:
-            await self._settle(message, TaskState.COMPLETE, result=result)
-            metrics.TASKS_COMPLETED.labels(spec.name).inc()
-            log.info("task complete")
+            if await self._settle(message, attempt, TaskState.COMPLETE, result=result):
+                metrics.TASKS_COMPLETED.labels(spec.name).inc()
+                log.info("task complete")
         finally:
             metrics.TASK_DURATION.labels(spec.name, outcome).observe(time.perf_counter() - started)
 
@@ -129,17 +171,27 @@ class TaskRunner:
         except TaskNotFoundError:
             return
         if not record.status.is_terminal:
-            await self._fail(message, _error_of(error), attempts=record.attempts)
+            await self._fail(message, _error_of(error), attempt=None, attempts=record.attempts)
 
-    async def _call(self, spec: TaskSpec, message: TaskMessage, record: TaskRecord) -> Any:
+    async def _give_up(self, message: TaskMessage, bug: Exception) -> None:
+        try:
+            record = await until_available(lambda: self._store.get(message.id))
+            if not record.status.is_terminal:
+                await self._fail(message, _error_of(bug), attempt=None, attempts=record.attempts)
+        except Exception:
+            metrics.WORKER_ERRORS.labels("runner").inc()
+            log.exception("could not fail the task either; its message is skipped")
+
+    async def _call(self, spec: TaskSpec, message: TaskMessage, attempt: int) -> Any:
         loop = asyncio.get_running_loop()
-        context = WorkerTaskContext(self._store, message.id, record.attempts, loop)
+        context = WorkerTaskContext(self._store, self._leases, message.id, attempt, loop)
         payload = spec.payload_model.model_validate(message.payload)
         if spec.is_async:
             call: Awaitable[Any] = spec.function(payload, context)
         else:
             # A thread cannot be interrupted: on a time limit its attempt is failed at once,
-            # but the thread runs on until the function returns.
+            # but the thread runs on until the function returns or its next progress report
+            # (refused, since the attempt is over) raises AttemptSuperseded into it.
             call = loop.run_in_executor(self._executor, spec.function, payload, context)
         try:
             outcome = await asyncio.wait_for(call, timeout=spec.timeout_seconds)
@@ -152,70 +204,87 @@ class TaskRunner:
         return _ANY.dump_python(outcome, mode="json")
 
     async def _after_failure(
-        self, spec: TaskSpec, message: TaskMessage, record: TaskRecord, error: Exception
+        self, spec: TaskSpec, message: TaskMessage, attempt: int, error: Exception
     ) -> None:
         failure = _error_of(error)
-        if not spec.retry.retries(error, attempt=record.attempts):
+        if not spec.retry.retries(error, attempt=attempt):
             log.warning("task failed", error_type=failure.type, error=failure.message)
-            await self._fail(message, failure, attempts=record.attempts)
+            await self._fail(message, failure, attempt=attempt, attempts=attempt)
             return
-        delay = spec.retry.delay_before(record.attempts + 1)
+        delay = spec.retry.delay_before(attempt + 1)
         due = utcnow() + timedelta(seconds=delay)
         # RETRY is stored before the retry message is sent: should the worker die in between,
-        # the original message comes back and a RETRY task may start again.
+        # the reaper puts the task back on its topic once the retry is overdue.
         try:
             await until_available(
                 lambda: self._store.transition(
-                    message.id, TaskState.RETRY, error=failure, retry_at=due
+                    message.id, TaskState.RETRY, error=failure, retry_at=due, attempt=attempt
                 )
             )
         except (InvalidTransitionError, TaskNotFoundError) as refused:
-            log.info("no retry: task already settled", reason=str(refused))
+            log.info("no retry: task settled or another attempt runs", reason=str(refused))
             return
-        retry = ScheduledRetry(message=message, due_at=due, attempt=record.attempts)
+        retry = ScheduledRetry(message=message, due_at=due, attempt=attempt)
         await until_available(
             lambda: self._publisher.publish(
-                topics.retry_topic(self._namespace), retry, key=str(message.id)
+                topics.retry_topic(self._settings.namespace), retry, key=str(message.id)
             )
         )
         metrics.TASKS_RETRIED.labels(spec.name).inc()
         log.warning(
             "attempt failed; retry scheduled",
-            attempt=record.attempts,
+            attempt=attempt,
             in_seconds=round(delay, 3),
             error_type=failure.type,
         )
 
-    async def _fail(self, message: TaskMessage, error: TaskError, *, attempts: int) -> None:
+    async def _fail(
+        self, message: TaskMessage, error: TaskError, *, attempt: int | None, attempts: int
+    ) -> None:
         # The dead letter is written before FAILURE is stored: a crash in between repeats the
-        # attempt (and may dead-letter twice) rather than lose the dead letter.
+        # attempt (and may dead-letter twice; re-drive submits each task once) rather than
+        # lose the dead letter. An attempt that is over by now dead-letters nothing.
+        if attempt is not None:
+            record = await until_available(lambda: self._store.get(message.id))
+            if record.attempts != attempt or record.status is not TaskState.PROGRESS:
+                log.info("no dead letter: another attempt runs or the task settled")
+                return
         letter = DeadLetter(message=message, error=error, attempts=attempts)
         await until_available(
             lambda: self._publisher.publish(
-                topics.dead_letter_topic(self._namespace), letter, key=str(message.id)
+                topics.dead_letter_topic(self._settings.namespace), letter, key=str(message.id)
             )
         )
-        await self._settle(message, TaskState.FAILURE, error=error)
-        metrics.TASKS_FAILED.labels(message.task).inc()
+        if await self._settle(message, attempt, TaskState.FAILURE, error=error):
+            metrics.TASKS_FAILED.labels(message.task).inc()
 
     async def _settle(
         self,
         message: TaskMessage,
+        attempt: int | None,
         state: TaskState,
         *,
         result: Any = None,
         error: TaskError | None = None,
-    ) -> None:
+    ) -> bool:
+        """Store the outcome; False if the task settled meanwhile (cancelled) or another
+        attempt took it over (this one's outcome is discarded)."""
         progress = Progress(percent=100, message="done") if state is TaskState.COMPLETE else None
         try:
             await until_available(
                 lambda: self._store.transition(
-                    message.id, state, result=result, error=error, progress=progress
+                    message.id,
+                    state,
+                    result=result,
+                    error=error,
+                    progress=progress,
+                    attempt=attempt,
                 )
             )
         except (InvalidTransitionError, TaskNotFoundError) as refused:
-            # Cancelled (or expired) while running: the stored state stands.
-            log.info("outcome not stored; task already settled", reason=str(refused))
+            log.info("outcome not stored", reason=str(refused))
+            return False
+        return True
 
 
 def _error_of(error: BaseException) -> TaskError:

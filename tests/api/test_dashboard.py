@@ -66,7 +66,7 @@ def test_the_dashboard_shows_a_task_move_to_complete_live(apps: AppStack, browse
 
     expect(page.locator('[data-state="COMPLETE"] b')).to_have_text("1", timeout=10_000)
     expect(page.locator('[data-state="FAILURE"] b')).to_have_text("1", timeout=15_000)
-    expect(page.locator("#lag tbody tr")).to_have_count(5, timeout=15_000)  # 4 tasks + retries
+    expect(page.locator("#lag tbody tr")).to_have_count(6, timeout=15_000)  # 5 tasks + retries
 
     row.locator("a").click()
     expect(page.locator("#detail")).to_be_visible()

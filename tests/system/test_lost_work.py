@@ -8,15 +8,17 @@ from __future__ import annotations
 import uuid
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from redis.asyncio import Redis
 
 from services.core.errors import TaskNotFoundError
+from services.core.kafka_topics import ensure_topics
 from services.core.lag import topic_partitions
 from services.core.models import Progress, TaskMessage, TaskRecord
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
+from services.tasks import catalog
 from tests.conftest import StartApps
 from tests.helpers import eventually, submit, wait_status
 
@@ -24,7 +26,6 @@ from tests.helpers import eventually, submit, wait_status
 QUICK_REAPER = {
     "KT_WORKER_LEASE_SECONDS": "3",
     "KT_WORKER_SWEEP_INTERVAL_SECONDS": "0.5",
-    "KT_PUBLISH_DEADLINE_SECONDS": "2",
 }
 
 
@@ -56,7 +57,10 @@ async def test_pending_tasks_whose_messages_are_gone_from_kafka_run_anyway(
     await admin.start()
     try:
         partitions = await topic_partitions(admin, [settings.task_topic("noop")])
-        await admin.delete_records({tp: -1 for tp in partitions}, timeout_ms=10_000)
+        # -1: up to the high watermark, as `kafka-delete-records` does.
+        await admin.delete_records(
+            {tp: RecordsToDelete(before_offset=-1) for tp in partitions}, timeout_ms=10_000
+        )
     finally:
         await admin.close()
 
@@ -68,13 +72,14 @@ async def test_pending_tasks_whose_messages_are_gone_from_kafka_run_anyway(
 
 
 async def test_a_running_task_whose_worker_is_gone_runs_again(
-    start_apps: StartApps, namespace: str, store: TaskStore
+    start_apps: StartApps, namespace: str, redis_client: Redis
 ) -> None:
     # PROGRESS, held by a delivery whose worker no longer exists and whose message is
     # committed: what a lost COMPLETE write (or a worker lost with its Kafka data) leaves.
+    store = TaskStore(redis_client, namespace=namespace, result_ttl_seconds=60, lease_seconds=1)
     task_id = uuid.uuid4()
     await store.create(task_id, "noop", {"echo": "orphan"})
-    await store.confirm_published(task_id)
+    await store.confirm_published(task_id, position=f"{namespace}.tasks.noop/0/999")
     await store.transition(
         task_id,
         TaskState.PROGRESS,
@@ -92,12 +97,13 @@ async def test_a_running_task_whose_worker_is_gone_runs_again(
 async def test_a_message_whose_record_was_lost_is_run_from_the_message(
     start_apps: StartApps, namespace: str, settings: Settings, store: TaskStore
 ) -> None:
-    apps = start_apps(namespace, env=QUICK_REAPER)
+    await ensure_topics(settings, catalog)
     task_id = uuid.uuid4()
     message = TaskMessage(id=task_id, task="noop", payload={"echo": "from kafka"})
     await produce(
         settings, settings.task_topic("noop"), message.model_dump_json().encode(), str(task_id)
     )
+    apps = start_apps(namespace, env=QUICK_REAPER)
     final = await eventually(
         lambda: record_or_none(store, task_id),
         lambda record: record is not None and record.status is TaskState.COMPLETE,
@@ -113,6 +119,7 @@ async def test_an_unconfirmed_task_still_queued_after_the_deadline_runs_once(
 ) -> None:
     # The API stored it and Kafka has it, but the confirmation never reached Redis: the task
     # is queued behind others, not lost. It must run, not be failed as "never published".
+    await ensure_topics(settings, catalog)
     lagging = TaskStore(
         redis_client, namespace=namespace, result_ttl_seconds=60, publish_deadline_seconds=0.5
     )

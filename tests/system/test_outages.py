@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
 from devstack import processes, stack
-from services.core.lag import group_lag
+from services.core.lag import PartitionLag, group_lag
 from services.core.settings import Settings
 from tests.conftest import StartApps
 from tests.helpers import eventually, submit, wait_status
 from tests.system.test_faults import task_ids_in_redis
-from tests.worker.test_delivery import committed_offset
 
 OUTAGE_SECONDS = 30
 
@@ -138,65 +138,19 @@ async def test_a_submission_refused_while_a_broker_stalls_never_runs_later(
     assert refused.status_code == 503, refused.text
     topic = settings.task_topic("noop")
     # Every message of the topic, the late copy included, has been handled by now.
-    await eventually(lambda: committed_offset(settings, topic), lambda c: c is not None, within=30)
     rows = await eventually(
-        lambda: group_lag(settings.kafka_bootstrap_servers, settings.consumer_group, [topic]),
-        lambda rows: all(r.lag == 0 for r in rows),
-        within=30,
+        lambda: lag_or_none(settings, topic),
+        lambda rows: rows is not None and all(r.lag == 0 for r in rows),
+        within=60,
     )
+    assert rows is not None
     assert sum(r.end_offset for r in rows) >= 2
     assert await task_ids_in_redis(redis_client, namespace) == {accepted["id"], after["id"]}
 
 
-async def test_redis_refusing_writes_is_a_503_and_the_worker_waits_it_out(
-    start_apps: StartApps, namespace: str, settings: Settings, redis_client: Redis
-) -> None:
-    # Over maxmemory Redis answers every write with an OOM error (READONLY during a failover
-    # and LOADING after a restart look the same to a client): unavailable, not a bug.
-    apps = start_apps(namespace, workers=0, env={"KT_TOPIC_PARTITIONS": "1"})
-    async with apps.client() as client:
-        accepted = [await submit(client, "noop", {"echo": str(i)}) for i in range(5)]
-        await redis_client.config_set("maxmemory", "1")
-        try:
-            refused = await client.post("/tasks", json={"task": "noop"})
-            worker = apps.add_worker()
-            log = Path(worker.log)
-            await eventually(
-                lambda: asyncio.to_thread(log.read_text),
-                lambda text: "OOM command not allowed" in text,
-                within=60,
-            )
-        finally:
-            await redis_client.config_set("maxmemory", "0")
-        finals = [await wait_status(client, a["id"], "COMPLETE", within=60) for a in accepted]
-
-    assert refused.status_code == 503, refused.text
-    assert "redis is unavailable" in refused.json()["detail"]
-    assert [f["result"] for f in finals] == [str(i) for i in range(5)]
-    assert (
-        await eventually(
-            lambda: committed_offset(settings, settings.task_topic("noop")),
-            lambda offset: offset == 5,
-            within=30,
-        )
-        == 5
-    )
-
-
-async def test_worker_readiness_follows_a_kafka_outage(
-    start_apps: StartApps, namespace: str, backends: stack.StackState
-) -> None:
-    apps = start_apps(namespace, api=False)
-    worker = apps.workers[0]
-    assert await asyncio.to_thread(readiness, worker.url) == 200
-    await asyncio.to_thread(stack.stop_kafka, backends)
+async def lag_or_none(settings: Settings, topic: str) -> list[PartitionLag] | None:
+    """The group's lag, or None while the cluster's metadata settles after a fault."""
     try:
-        await eventually(
-            lambda: asyncio.to_thread(readiness, worker.url), lambda code: code == 503, within=60
-        )
-        assert processes.alive(worker.pid)
-    finally:
-        await asyncio.to_thread(stack.restart_kafka, backends)
-    await eventually(
-        lambda: asyncio.to_thread(readiness, worker.url), lambda code: code == 200, within=90
-    )
+        return await group_lag(settings.kafka_bootstrap_servers, settings.consumer_group, [topic])
+    except KafkaError:
+        return None
