@@ -29,11 +29,7 @@ CELERY_REDIS_DB = 1
 
 def ensure_backends(home: Path = BENCH_HOME) -> stack.StackState:
     """Kafka and Redis for the benchmarks; reuses the jar cache of the default home."""
-    home.mkdir(parents=True, exist_ok=True)
-    shared_cache = stack.DEFAULT_HOME / "cache"
-    if shared_cache.is_dir() and not (home / "cache").exists():
-        # Saves a Maven run on machines that already ran `make up`.
-        (home / "cache").symlink_to(shared_cache.resolve(), target_is_directory=True)
+    stack.share_jar_cache(home)
     state, _ = stack.ensure_backends(home)
     return state
 

@@ -93,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print("local stack stopped")
         elif args.command == "status":
             state = stack.load(args.home)
-            if not state.kafka_nodes and not state.redis_server:
-                console.print("the local stack is not running; `make up` starts it")
+            if not state.backends_alive() and not any(alive(a.pid) for a in state.apps):
+                console.print(
+                    "the local stack is not running; `make up` starts it (on the data it kept; "
+                    "`make clean` removes that)"
+                )
             else:
                 print_status(state)
         elif args.command == "env":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import urllib.error
 import urllib.request
@@ -91,19 +92,64 @@ def save(state: StackState) -> None:
     tmp.replace(state_file(home))
 
 
-def ensure_backends(home: Path = DEFAULT_HOME, *, brokers: int = 1) -> tuple[StackState, bool]:
-    """Kafka and Redis up and ready; reuses a running pair. Returns (state, started_here)."""
+def share_jar_cache(home: Path) -> None:
+    """Let another home (benchmarks, chaos runs) use the default home's Kafka jars: saves a
+    Maven run on machines that already ran `make up`."""
+    shared = DEFAULT_HOME / "cache"
+    if home != DEFAULT_HOME and shared.is_dir() and not (home / "cache").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "cache").symlink_to(shared.resolve(), target_is_directory=True)
+
+
+def ensure_backends(
+    home: Path = DEFAULT_HOME, *, brokers: int = 1, keep_data: bool = True
+) -> tuple[StackState, bool]:
+    """Kafka and Redis up and ready; returns (state, started_here).
+
+    A running pair is reused. A backend that died or was stopped starts again on its own data
+    (Kafka keeps its log as Redis keeps its AOF), so no accepted task loses its message to a
+    restart. With no data yet, another number of brokers asked for, or ``keep_data`` off
+    (the test suite, whose namespaces need nothing from earlier runs and would only slow
+    Kafka's start with their partitions), both start fresh together: never a fresh Kafka
+    under old records.
+    """
     state = load(home)
     if state.backends_alive() and len(state.kafka_nodes) == brokers:
         return state, False
-    stop_all(state)
-    state = StackState(home=str(home))
-    state.redis_server = redis.start(home)
-    state.kafka_nodes = kafka.start_cluster(home, brokers=brokers)
-    save(state)
+    if keep_data and _restartable(state, brokers):
+        for node in state.kafka_nodes:
+            if not alive(node.pid):
+                kafka.restart_node(home, node)
+        server = state.redis_server
+        assert server is not None
+        if not alive(server.pid):
+            state.redis_server = redis.start(home, port=server.port)
+        save(state)
+    else:
+        stop_all(state)
+        if state.kafka_nodes or state.redis_server:
+            print(f"devstack: starting Kafka ({brokers} broker(s)) and Redis afresh", flush=True)
+        for data in (Path(home) / "kafka", Path(home) / "redis"):
+            shutil.rmtree(data, ignore_errors=True)
+        state = StackState(home=str(home))
+        state.redis_server = redis.start(home)
+        state.kafka_nodes = kafka.start_cluster(home, brokers=brokers)
+        save(state)
+    assert state.redis_server is not None
     redis.wait_ready(state.redis_server)
-    kafka.wait_ready(state.kafka_nodes)
+    # Started on its data, Kafka first loads every partition's log: give it time.
+    kafka.wait_ready(state.kafka_nodes, timeout=300)
     return state, True
+
+
+def _restartable(state: StackState, brokers: int) -> bool:
+    """Whether the stack's own data is there to start from again."""
+    return (
+        len(state.kafka_nodes) == brokers
+        and all((Path(node.directory) / "data").is_dir() for node in state.kafka_nodes)
+        and state.redis_server is not None
+        and Path(state.redis_server.directory).is_dir()
+    )
 
 
 def start_api(
@@ -181,14 +227,15 @@ def signal_app(app: AppProcess, name: str) -> None:
 
 
 def stop_all(state: StackState) -> None:
-    """Apps first (so workers commit while Kafka is still there), then Kafka, then Redis."""
+    """Apps first (so workers commit while Kafka is still there), then Kafka, then Redis.
+    The backends' places (ports, data) are kept: the next ``ensure_backends`` resumes them."""
     for app in state.apps:
         stop(app.pid)
     for node in state.kafka_nodes:
         stop(node.pid, grace_seconds=30)
     if state.redis_server is not None:
         stop(state.redis_server.pid)
-    state.apps, state.kafka_nodes, state.redis_server = [], [], None
+    state.apps = []
     if Path(state.home).exists():
         save(state)
 

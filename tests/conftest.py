@@ -2,7 +2,8 @@
 the API and worker processes pointed at it.
 
 Kafka and Redis are started once per session when they are not already running (a `make up`
-stack is reused) and stopped at the end only if this session started them. A test that
+stack is reused; otherwise both start fresh) and stopped at the end only if this session
+started them. A test that
 cannot reach them fails: nothing here skips.
 """
 
@@ -23,7 +24,7 @@ from services.core.store import TaskStore
 
 @pytest.fixture(scope="session")
 def backends() -> Iterator[stack.StackState]:
-    state, started_here = stack.ensure_backends(stack.DEFAULT_HOME)
+    state, started_here = stack.ensure_backends(stack.DEFAULT_HOME, keep_data=False)
     yield state
     if started_here:
         stack.stop_all(stack.load(stack.DEFAULT_HOME))
