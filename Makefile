@@ -8,7 +8,7 @@ UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 DEVSTACK := $(RUN) python -m devstack
 
-.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest preview clean loadtest bench bench-scale bench-down
+.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest preview clean loadtest bench bench-scale bench-down chaos chaos-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -80,3 +80,14 @@ bench-scale: tools ## throughput and lag with 1, 2, 4 workers, rebalance pauses;
 
 bench-down: ## stop whatever an interrupted benchmark left in build/bench/.stack
 	@$(RUN) python -m devstack --home build/bench/.stack down
+
+# --- fault injection -------------------------------------------------------------------------
+SEED ?=
+LONGEST ?= 60
+
+chaos: DURATION = 10m
+chaos: tools ## seeded faults + a steady workload + a checker on 3 brokers; build/chaos/report.md (SEED= DURATION= LONGEST=)
+	@$(RUN) python -m chaos --duration $(DURATION) --longest $(LONGEST) $(if $(SEED),--seed $(SEED))
+
+chaos-down: ## stop whatever an interrupted chaos run left in build/chaos/.stack
+	@$(RUN) python -m devstack --home build/chaos/.stack down

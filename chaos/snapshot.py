@@ -1,0 +1,115 @@
+"""What the checker reads once the run settled: every record of the run's namespace and its
+event history, the idempotency keys, the dead-letter topic, the listing indexes and the
+dashboard's summary, straight from Redis, Kafka and an API process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+
+from services.core import topics
+from services.core.keys import RedisKeys
+from services.core.lag import OffsetReader
+from services.core.models import DeadLetter, TaskRecord
+from services.core.states import TaskState
+from services.core.store import record_from_fields
+
+BATCH = 500
+LIVE_STATES = (TaskState.PENDING, TaskState.PROGRESS, TaskState.RETRY)
+
+
+@dataclass
+class Snapshot:
+    records: dict[str, TaskRecord]
+    histories: dict[str, list[TaskRecord]]
+    keys_by_task: dict[str, str]
+    """Task id -> the Idempotency-Key that created it."""
+    dead_letters: list[DeadLetter]
+    index_counts: dict[str, int]
+    """State -> ids in its listing index."""
+    summary: dict[str, dict[str, int]]
+    """``/dashboard/summary``'s counts: task -> state -> count."""
+
+
+async def settle(redis_url: str, namespace: str, *, within: float) -> bool:
+    """Wait until no task of the run is live (by the indexes); False if ``within`` passed."""
+    keys = RedisKeys(namespace)
+    redis = Redis.from_url(redis_url, socket_timeout=5)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            live = [await redis.zcard(keys.index(state=s.value)) for s in LIVE_STATES]
+            if not any(live):
+                return True
+            await asyncio.sleep(1)
+        return False
+    finally:
+        await redis.aclose()
+
+
+async def take(redis_url: str, bootstrap_servers: str, namespace: str, api_url: str) -> Snapshot:
+    keys = RedisKeys(namespace)
+    redis = Redis.from_url(redis_url, socket_timeout=30)
+    try:
+        found = [_text(key) async for key in redis.scan_iter(match=keys.record("*"), count=1000)]
+        ids = sorted(
+            key.removeprefix(keys.record("")) for key in found if not key.endswith(":events")
+        )
+        records: dict[str, TaskRecord] = {}
+        histories: dict[str, list[TaskRecord]] = {}
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            async with redis.pipeline(transaction=False) as pipe:
+                for task_id in chunk:
+                    pipe.hgetall(keys.record(task_id))
+                    pipe.xrange(keys.events(task_id))
+                answers = await pipe.execute()
+            for task_id, fields, entries in zip(chunk, answers[::2], answers[1::2], strict=True):
+                if fields:
+                    records[task_id] = record_from_fields(fields)
+                    histories[task_id] = [record_from_fields(entry) for _, entry in entries]
+        keys_by_task = {}
+        prefix = keys.idempotency("")
+        async for key in redis.scan_iter(match=keys.idempotency("*"), count=1000):
+            value = await redis.get(key)
+            if value:
+                keys_by_task[_text(value).split(" ")[0]] = _text(key).removeprefix(prefix)
+        index_counts = {s.value: await redis.zcard(keys.index(state=s.value)) for s in TaskState}
+    finally:
+        await redis.aclose()
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        response = await client.get("/dashboard/summary")
+        response.raise_for_status()
+        summary = response.json()["counts"]
+    letters = await _dead_letters(bootstrap_servers, topics.dead_letter_topic(namespace))
+    return Snapshot(records, histories, keys_by_task, letters, index_counts, summary)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _dead_letters(bootstrap_servers: str, topic: str) -> list[DeadLetter]:
+    """Every message of the dead-letter topic, read from its start to its current end."""
+    async with OffsetReader(bootstrap_servers) as reader:
+        partitions = await reader.partitions([topic])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=2000)
+                letters += [DeadLetter.model_validate_json(r.value) for r in batch.get(tp, [])]
+    finally:
+        await consumer.stop()
+    return letters
