@@ -35,24 +35,44 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> lis
     )
 
 
-async def group_lag(
-    bootstrap_servers: str,
-    group: str,
-    topics: list[str],
-    *,
-    offset_reset: Literal["earliest", "latest"] = "earliest",
-) -> list[PartitionLag]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(admin, topics)
+class LagReader:
+    """An admin client and a consumer kept open for repeated readings (``group_lag`` opens and
+    closes them for one); use as an async context manager."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers, enable_auto_commit=False
+        )
+
+    async def __aenter__(self) -> LagReader:
+        await self._admin.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._admin.close()
+
+    async def read(
+        self,
+        group: str,
+        topics: list[str],
+        *,
+        offset_reset: Literal["earliest", "latest"] = "earliest",
+    ) -> list[PartitionLag]:
+        partitions = await topic_partitions(self._admin, topics)
         if not partitions:
             return []
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        ends = await consumer.end_offsets(partitions)
-        begins = await consumer.beginning_offsets(partitions)
+        committed = await self._admin.list_consumer_group_offsets(group, partitions=partitions)
+        ends = await self._consumer.end_offsets(partitions)
+        begins = await self._consumer.beginning_offsets(partitions)
         rows = []
         for tp in partitions:
             meta = committed.get(tp)
@@ -63,6 +83,14 @@ async def group_lag(
                 lag = max(ends[tp] - offset, 0)
             rows.append(PartitionLag(tp.topic, tp.partition, ends[tp], offset, lag))
         return rows
-    finally:
-        await consumer.stop()
-        await admin.close()
+
+
+async def group_lag(
+    bootstrap_servers: str,
+    group: str,
+    topics: list[str],
+    *,
+    offset_reset: Literal["earliest", "latest"] = "earliest",
+) -> list[PartitionLag]:
+    async with LagReader(bootstrap_servers) as reader:
+        return await reader.read(group, topics, offset_reset=offset_reset)
