@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,7 @@ def _build(version: str, binary: Path, env: dict[str, str], console: Console) ->
     module = binary.parent / "module"
     shutil.rmtree(module, ignore_errors=True)
     module.mkdir(parents=True)
-    keda_mod = _keda_go_mod(version, env)
+    keda_mod = keda_go_mod(version, env)
     _write_wrapper(module, version, keda_mod, env)
     _run_with_status(
         [_go(), "mod", "tidy"], module, env, console, f"resolving KEDA {version}'s modules"
@@ -160,21 +160,12 @@ def _build(version: str, binary: Path, env: dict[str, str], console: Console) ->
         console=console,
     ) as progress:
         bar = progress.add_task("go build: packages", total=total, package="")
-        output: list[str] = []
-        process = subprocess.Popen(
+        _stream(
             command,
-            cwd=module,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            module,
+            env,
+            lambda line: progress.update(bar, advance=1, package=line.strip()[-60:]),
         )
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            progress.update(bar, advance=1, package=line.strip()[-60:])
-        if process.wait() != 0:
-            raise KedaCheckError(f"go build failed in {module}:\n{''.join(output[-40:])}")
         progress.update(bar, completed=total, package="done")
     partial.replace(binary)
     for stale in binary.parent.glob(f"{BINARY_NAME}-*"):
@@ -182,7 +173,7 @@ def _build(version: str, binary: Path, env: dict[str, str], console: Console) ->
             stale.unlink(missing_ok=True)
 
 
-def _keda_go_mod(version: str, env: dict[str, str]) -> dict[str, Any]:
+def keda_go_mod(version: str, env: dict[str, str]) -> dict[str, Any]:
     """KEDA's own go.mod for ``version``, parsed by ``go mod edit -json``."""
     download = subprocess.run(
         [_go(), "mod", "download", "-json", f"{KEDA_MODULE}@{version}"],
@@ -241,17 +232,31 @@ def _run_with_status(
     command: list[str], cwd: Path, env: dict[str, str], console: Console, label: str
 ) -> None:
     """Run ``command``, showing its latest output line under a spinner."""
-    output: list[str] = []
+    seen = [0]
+
+    def show(line: str) -> None:
+        seen[0] += 1
+        status.update(f"{label}: {seen[0]} lines ({line.strip()[-70:]})")
+
     with console.status(label) as status:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        _stream(command, cwd, env, show)
+
+
+def _stream(
+    command: list[str], cwd: Path, env: dict[str, str], on_line: Callable[[str], object]
+) -> None:
+    """Run ``command``, handing each output line to ``on_line``; raise with the last lines
+    when it fails."""
+    output: list[str] = []
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
         assert process.stdout is not None
         for line in process.stdout:
             output.append(line)
-            status.update(f"{label}: {len(output)} lines ({line.strip()[-70:]})")
-        if process.wait() != 0:
-            raise KedaCheckError(f"{' '.join(command)} failed in {cwd}:\n{''.join(output[-40:])}")
+            on_line(line)
+    if process.returncode != 0:
+        raise KedaCheckError(f"{' '.join(command)} failed in {cwd}:\n{''.join(output[-40:])}")
 
 
 def _packages_to_build(module: Path, env: dict[str, str]) -> int:
