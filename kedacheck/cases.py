@@ -272,8 +272,9 @@ async def setting_readings(
                 steps = ((11, 1, 1), (12, 1, 2), (11, 0, 1), (90, 10, 10), (89, 10, 9))
                 for lag, current, replicas in steps:
                     await kafka.leave_lag(group, topic, spread(lag, p))
+                    at = f"from {current}" if current == 0 else f"at {current}"
                     await probe.read(
-                        f"lag {lag} at {current} replica(s)",
+                        f"lag {lag} {at} replica(s)",
                         current=current,
                         expect=Expected({topic: lag}, active=True, replicas=replicas),
                     )
