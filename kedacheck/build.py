@@ -160,12 +160,18 @@ def _build(version: str, binary: Path, env: dict[str, str], console: Console) ->
         console=console,
     ) as progress:
         bar = progress.add_task("go build: packages", total=total, package="")
-        _stream(
-            command,
-            module,
-            env,
-            lambda line: progress.update(bar, advance=1, package=line.strip()[-60:]),
-        )
+        done = [0]
+        started = time.monotonic()
+
+        def advance(line: str) -> None:
+            progress.update(bar, advance=1, package=line.strip()[-60:])
+            done[0] += 1
+            # A log (CI) gets no live bar: a line every tenth of the way instead.
+            if not console.is_terminal and done[0] % max(total // 10, 1) == 0:
+                elapsed = time.monotonic() - started
+                console.print(f"go build: {done[0]}/{total} packages, {elapsed:.0f} s")
+
+        _stream(command, module, env, advance)
         progress.update(bar, completed=total, package="done")
     partial.replace(binary)
     for stale in binary.parent.glob(f"{BINARY_NAME}-*"):
@@ -238,6 +244,8 @@ def _run_with_status(
         seen[0] += 1
         status.update(f"{label}: {seen[0]} lines ({line.strip()[-70:]})")
 
+    if not console.is_terminal:
+        console.print(f"{label} (the first time this downloads about 2 GB of modules)")
     with console.status(label) as status:
         _stream(command, cwd, env, show)
 
