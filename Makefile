@@ -8,7 +8,7 @@ UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 DEVSTACK := $(RUN) python -m devstack
 
-.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest preview clean loadtest bench bench-scale bench-down chaos chaos-down
+.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest preview keda-scaler keda-check clean loadtest bench bench-scale bench-down chaos chaos-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ down: ## stop everything the local stack started
 status: ## what runs where, and where its logs are
 	@$(DEVSTACK) status
 
-test: tools check pytest ## lint, type-check and run every test against a real Kafka and Redis
+test: tools check keda-scaler pytest ## lint, type-check and run every test against a real Kafka and Redis
 
 check: lint typecheck ## static checks only
 
@@ -44,7 +44,7 @@ fmt: sync ## apply ruff's fixes and formatting
 	@$(RUN) ruff check --fix .
 	@$(RUN) ruff format .
 
-typecheck: sync ## mypy --strict on services, devstack and infra
+typecheck: sync ## mypy --strict on services, devstack, infra and kedacheck
 	@$(RUN) mypy
 
 pytest: sync ## the test suite only
@@ -52,6 +52,13 @@ pytest: sync ## the test suite only
 
 preview: sync ## render every stack's Kubernetes objects offline and validate them (build/manifests/)
 	@$(RUN) python -m infra.preview
+
+keda-scaler: sync ## build KEDA's kafka scaler at each stack's chart version (~9 min once, cached in ~/.cache)
+	@$(RUN) python -m kedacheck --build-only
+
+STACKS ?=
+keda-check: tools ## KEDA's own kafka scaler on each stack's ScaledObject vs the model, on the local Kafka (STACKS=dev)
+	@$(RUN) python -m kedacheck $(STACKS)
 
 clean: down ## remove the local stack's data and the build output (keeps the jar cache)
 	@rm -rf .devstack/kafka .devstack/redis .devstack/logs .devstack/state.json build

@@ -22,24 +22,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from bench import driver, harness, progress
 from bench.report import machine
 from bench.stats import fmt_number, percentile
 from devstack import stack
-from services.core.lag import group_lag
-from services.core.scaling import ScalingPolicy, desired_replicas
-from services.core.topics import consumer_group, task_topic
+from kedacheck.build import ensure_scaler
+from kedacheck.errors import KedaCheckError
+from kedacheck.probe import Probe, Reading, probing
+from kedacheck.stacks import StackScaledObject, chart_version, stack_scaled_object
+from services.core.topics import task_topic
 
 console = Console()
 OUT = harness.REPO_ROOT / "build" / "bench"
+SCALED_OBJECT_STACK = "dev"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,25 +76,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def sample_lag(
-    bootstrap: str, namespace: str, policy: ScalingPolicy, samples: list[dict[str, Any]]
+    probe: Probe, topic: str, running: Callable[[], int], samples: list[dict[str, Any]]
 ) -> None:
-    """Every 0.5 s: total lag and the replicas KEDA would ask for (until cancelled)."""
-    topic = task_topic(namespace, "sleep")
-    group = consumer_group(namespace)
+    """Every 0.5 s: the lag, and the replicas KEDA's own scaler and the model ask for with the
+    workers ``running`` now, read on the same offsets (until cancelled)."""
     start = time.time()
     while True:
+        workers = running()
         try:
-            rows = await group_lag(bootstrap, group, [topic])
-        except Exception as error:  # e.g. the group's coordinator still loading: sample again
+            reading = await probe.read(f"{workers} worker(s) running", current=workers)
+        except (KafkaError, KedaCheckError) as error:  # e.g. the coordinator still loading
             console.print(f"  [yellow]lag not read[/] ({type(error).__name__}: {error}); retrying")
             await asyncio.sleep(0.5)
             continue
-        decision = desired_replicas(rows, policy)
+        figures = reading.figures
+        trigger = figures.trigger(topic)
         samples.append(
             {
                 "t": time.time() - start,
-                "lag": sum(row.lag for row in rows),
-                "keda_replicas": decision.replicas,
+                "workers": workers,
+                "lag": trigger.lag,
+                "keda_metric": trigger.keda_metric,
+                "model_metric": trigger.model_metric,
+                "keda_replicas": figures.keda_replicas,
+                "model_replicas": figures.model_replicas,
+                "keda_active": figures.keda_active,
+                "agree": figures.agree,
             }
         )
         await asyncio.sleep(0.5)
@@ -101,35 +114,43 @@ async def drain(
     env: dict[str, str],
     namespace: str,
     workers: int,
+    scaled: StackScaledObject,
+    binary: Path,
 ) -> dict[str, Any]:
     """With no worker running, put ``--backlog`` tasks on the topic; then start ``workers``
-    workers and time how fast they drain it (first to last finish)."""
-    bootstrap = apps.state.bootstrap_servers
-    policy = ScalingPolicy.uniform(
-        [task_topic(namespace, "sleep")],
-        lag_threshold=args.lag_threshold,
-        min_replicas=1,
-        max_replicas=args.partitions,
-    )
+    workers and time how fast they drain it (first to last finish). Meanwhile KEDA's own
+    scaler polls the ScaledObject the infra renders (for this run's topics), next to the
+    model."""
     samples: list[dict[str, Any]] = []
-    sampler = asyncio.create_task(sample_lag(bootstrap, namespace, policy, samples))
-    with progress.bars(console, label_width=36) as bars:
-        bar = bars.add_task(f"{workers} worker(s): backlog drained", total=args.backlog)
-
-        async def start_workers() -> None:
-            await asyncio.to_thread(_start_workers, apps, namespace, workers, env)
-
-        result = await driver.burst(
-            target,
-            count=args.backlog,
-            task="sleep",
-            payload={"seconds": args.task_seconds, "steps": 1},
-            connections=32,
-            settle_seconds=60,
-            finish_progress=lambda done, _: bars.update(bar, completed=done),
-            after_submit=start_workers,
+    running = [0]
+    readings: list[Reading] = []
+    bootstrap = apps.state.bootstrap_servers
+    async with probing(binary, scaled.manifest, bootstrap, readings) as probe:
+        sampler = asyncio.create_task(
+            sample_lag(probe, task_topic(namespace, "sleep"), lambda: running[0], samples)
         )
-    sampler.cancel()
+        try:
+            with progress.bars(console, label_width=36) as bars:
+                bar = bars.add_task(f"{workers} worker(s): backlog drained", total=args.backlog)
+
+                async def start_workers() -> None:
+                    await asyncio.to_thread(_start_workers, apps, namespace, workers, env)
+                    running[0] = workers
+
+                result = await driver.burst(
+                    target,
+                    count=args.backlog,
+                    task="sleep",
+                    payload={"seconds": args.task_seconds, "steps": 1},
+                    connections=32,
+                    settle_seconds=60,
+                    finish_progress=lambda done, _: bars.update(bar, completed=done),
+                    after_submit=start_workers,
+                )
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
     await asyncio.to_thread(_stop_workers, apps)
     finishes = sorted(at for state, at in result.finished.values() if state == "COMPLETE")
     span = finishes[-1] - finishes[0] if len(finishes) > 1 else float("nan")
@@ -151,9 +172,24 @@ async def drain(
         "drain_seconds": finishes[-1] - result.started if finishes else float("nan"),
         # None, not 0, when no sample was read: the table says "n/a" rather than "no lag".
         "peak_lag": max((s["lag"] for s in samples), default=None),
-        "peak_keda_replicas": max((s["keda_replicas"] for s in samples), default=None),
+        "peak_keda_replicas": max((s["keda_replicas"] or 0 for s in samples), default=None),
+        "peak_model_replicas": max((s["model_replicas"] for s in samples), default=None),
+        "samples_agreeing": sum(1 for s in samples if s["agree"]),
         "samples": samples,
     }
+
+
+def scaled_object(args: argparse.Namespace, bootstrap: str, namespace: str) -> StackScaledObject:
+    """The dev stack's ScaledObject as the infra renders it, for this run's topics: their
+    namespace and partitions, ``--lag-threshold``, replicas between 1 and the partitions."""
+    overrides = {
+        "taskNamespace": namespace,
+        "topicPartitions": args.partitions,
+        "workerMinReplicas": 1,
+        "workerMaxReplicas": args.partitions,
+        "lagThreshold": args.lag_threshold,
+    }
+    return stack_scaled_object(SCALED_OBJECT_STACK, bootstrap, overrides)
 
 
 def _or_na(value: object) -> str:
@@ -270,8 +306,9 @@ def markdown(runs: list[dict[str, Any]], pause: dict[str, Any], args: argparse.N
         "",
         "| workers | steady throughput, tasks/s | vs 1 worker | per-worker efficiency | "
         "capacity (concurrency / task time) | first to last finish, tasks/s | "
-        "submit to drained, s | peak lag | KEDA would ask for | failures |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "submit to drained, s | peak lag | peak replicas, KEDA / model | "
+        "samples where KEDA and the model agree | failures |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for run in runs:
         speedup = run["steady_throughput"] / runs[0]["steady_throughput"]
@@ -281,7 +318,8 @@ def markdown(runs: list[dict[str, Any]], pause: dict[str, Any], args: argparse.N
             f"{efficiency:.0%} | {fmt_number(run['capacity'])} | "
             f"{fmt_number(run['throughput'], 1)} | "
             f"{fmt_number(run['drain_seconds'], 1)} | {_or_na(run['peak_lag'])} | "
-            f"{_or_na(run['peak_keda_replicas'])} | {run['failures']} |"
+            f"{_or_na(run['peak_keda_replicas'])} / {_or_na(run['peak_model_replicas'])} | "
+            f"{run['samples_agreeing']} of {len(run['samples'])} | {run['failures']} |"
         )
     lines += [
         "",
@@ -299,7 +337,28 @@ def markdown(runs: list[dict[str, Any]], pause: dict[str, Any], args: argparse.N
         "",
         f"Latency over the whole rebalance run: p50 {pause['p50_ms']:.0f} ms, p99 "
         f"{pause['p99_ms']:.0f} ms, max {pause['max_ms']:.0f} ms; failures {pause['failures']}.",
+        "",
+        "Every lag sample, read as KEDA's own kafka scaler reads it (the ScaledObject the infra "
+        "renders, for this run's topics, polled by KEDA's code) beside the model "
+        "(`services/core/scaling.py`) on the same offsets; replicas for the workers running:",
+        "",
     ]
+    for run in runs:
+        lines += [
+            f"<details><summary>{run['workers']} worker(s): "
+            f"{len(run['samples'])} samples</summary>",
+            "",
+            "| t, s | workers running | lag | metric KEDA / model | active | "
+            "replicas KEDA / model |",
+            "| ---: | ---: | ---: | ---: | --- | ---: |",
+        ]
+        lines += [
+            f"| {s['t']:.1f} | {s['workers']} | {s['lag']} | {_or_na(s['keda_metric'])} / "
+            f"{s['model_metric']} | {'yes' if s['keda_active'] else 'no'} | "
+            f"{_or_na(s['keda_replicas'])} / {s['model_replicas']} |"
+            for s in run["samples"]
+        ]
+        lines += ["", "</details>", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -310,10 +369,22 @@ def plot(runs: list[dict[str, Any]], pause: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    replicas_axis = axes[0].twinx()
     for run in runs:
         ts = [s["t"] for s in run["samples"]]
-        axes[0].plot(ts, [s["lag"] for s in run["samples"]], label=f"{run['workers']} worker(s)")
-    axes[0].set(title="consumer lag (as KEDA reads it)", xlabel="s", ylabel="messages")
+        (line,) = axes[0].plot(
+            ts, [s["lag"] for s in run["samples"]], label=f"{run['workers']} worker(s)"
+        )
+        replicas_axis.step(
+            ts,
+            [s["keda_replicas"] for s in run["samples"]],
+            where="post",
+            linestyle=":",
+            color=line.get_color(),
+        )
+    axes[0].set(title="consumer lag; dotted: replicas KEDA asks for", xlabel="s")
+    axes[0].set_ylabel("messages")
+    replicas_axis.set_ylabel("replicas (KEDA's scaler + HPA)")
     axes[0].legend()
     workers = [run["workers"] for run in runs]
     throughput = [run["steady_throughput"] for run in runs]
@@ -343,6 +414,8 @@ def plot(runs: list[dict[str, Any]], pause: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    # KEDA's own scaler, at the dev stack's chart version (built once, cached outside the repo).
+    binary = ensure_scaler(chart_version(SCALED_OBJECT_STACK), console).binary
     console.print("[bold]bench-scale[/]: starting Kafka + Redis in build/bench/.stack")
     state = harness.ensure_backends()
     namespace = harness.unique_namespace("scale")
@@ -352,12 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     apps = harness.start_kafka_tasks(state, namespace, apis=1, workers=0, env=env)
     try:
+        scaled = scaled_object(args, state.bootstrap_servers, namespace)
         runs = []
         for count in args.worker_counts:
             target = driver.Target(
                 "kafka-tasks", apps.urls, driver.KafkaTasksObserver(state.redis_url, namespace)
             )
-            run = asyncio.run(_closing(target, drain(target, args, apps, env, namespace, count)))
+            work = drain(target, args, apps, env, namespace, count, scaled, binary)
+            run = asyncio.run(_closing(target, work))
             console.print(
                 f"  {count} worker(s): {run['steady_throughput']:.1f} tasks/s steady, "
                 f"peak lag {_or_na(run['peak_lag'])}"

@@ -73,6 +73,28 @@ class OffsetReader:
         admin, consumer = await self._started()
         return await self._reset_on_error(self._read(admin, consumer, group, partitions))
 
+    async def lag(
+        self,
+        group: str,
+        topics: list[str],
+        *,
+        offset_reset: Literal["earliest", "latest"] = "earliest",
+    ) -> list[PartitionLag]:
+        """The group's lag per partition of ``topics`` (see the module's docstring)."""
+        partitions = await self.partitions(topics)
+        if not partitions:
+            return []
+        offsets = await self.read(group, partitions)
+        rows = []
+        for tp in partitions:
+            read = offsets[tp]
+            if read.committed is None:
+                lag = read.end - read.begin if offset_reset == "earliest" else 0
+            else:
+                lag = max(read.end - read.committed, 0)
+            rows.append(PartitionLag(tp.topic, tp.partition, read.end, read.committed, lag))
+        return rows
+
     async def close(self) -> None:
         if self._clients is not None:
             admin, consumer = self._clients
@@ -132,17 +154,6 @@ async def group_lag(
     *,
     offset_reset: Literal["earliest", "latest"] = "earliest",
 ) -> list[PartitionLag]:
+    """One reading with clients of its own; ``OffsetReader`` keeps them for many."""
     async with OffsetReader(bootstrap_servers) as reader:
-        partitions = await reader.partitions(topics)
-        if not partitions:
-            return []
-        offsets = await reader.read(group, partitions)
-    rows = []
-    for tp in partitions:
-        read = offsets[tp]
-        if read.committed is None:
-            lag = read.end - read.begin if offset_reset == "earliest" else 0
-        else:
-            lag = max(read.end - read.committed, 0)
-        rows.append(PartitionLag(tp.topic, tp.partition, read.end, read.committed, lag))
-    return rows
+        return await reader.lag(group, topics, offset_reset=offset_reset)

@@ -1,41 +1,53 @@
 """The replica count a KEDA ScaledObject with ``kafka`` triggers would ask for, from lag rows.
 
-This reproduces, without a cluster, the two steps that decide the number of workers:
+This reproduces, without a cluster, the steps that decide the number of workers. It is checked
+against KEDA's own code (``make keda-check`` and ``tests/kedacheck/``: KEDA's kafka scaler,
+built from its Go module, polled on the real local Kafka next to this model).
 
 1. **KEDA's kafka scaler** (``pkg/scalers/kafka_scaler.go``), once per trigger: sum the lag of
    every partition of the trigger's topic, then cap the sum at ``upper bound x lagThreshold``
    where the upper bound is the partition count (or the number of partitions *with* lag under
    ``limitToPartitionsWithLag``). The cap is skipped with ``allowIdleConsumers``. The trigger
-   is *active* when its lag is above ``activationLagThreshold``. Two details are kept on
-   purpose because they change the answer:
+   is *active* when its lag is above ``activationLagThreshold``. Details kept on purpose
+   because they change the answer:
 
    - a partition the group never committed counts as its **log end offset** with
      ``offsetResetPolicy: earliest`` (not end minus start), and as **1** with ``latest``
      (0 with ``scaleToZeroOnInvalidOffset``);
    - the cap compares ``lag // lagThreshold`` (integer division) with the bound, so a lag
      between ``P x T`` and ``(P + 1) x T`` is *not* capped and the HPA can ask for P + 1.
-     ``maxReplicaCount`` (which infra keeps at or below the partition count) is what stops it.
+     ``maxReplicaCount`` (which infra keeps at or below the partition count) is what stops it;
+   - ``excludePersistentLag`` leaves out a committed partition whose offset has not moved since
+     the scaler's previous poll (pass that poll's ``committed_offsets``); it still counts for
+     activity, and the first poll has nothing to compare with.
 
-2. **The HPA** KEDA creates (metric type ``AverageValue``): per trigger
-   ``ceil(metric / lagThreshold)``, the largest over all triggers, kept at the current count
-   when within the HPA's 10 % tolerance, clamped to ``[max(minReplicaCount, 1),
-   maxReplicaCount]``. With ``minReplicaCount: 0`` KEDA itself scales to zero when no trigger
-   is active (after ``cooldownPeriod``, which a single reading cannot see).
+2. **KEDA's executor and the HPA** KEDA creates (metric type ``AverageValue``): from zero
+   replicas an active ScaledObject is scaled to ``max(minReplicaCount, 1)`` by KEDA; with
+   ``minReplicaCount: 0`` and no trigger active KEDA scales to zero (after ``cooldownPeriod``,
+   which a single reading cannot see). Otherwise the HPA: per trigger ``ceil(metric /
+   lagThreshold)``, unless ``metric / (lagThreshold x current)`` lies within the tolerance band
+   ``[1 - 0.1, 1 + 0.1]`` (inclusive, as kube-controller-manager tests it since Kubernetes 1.33;
+   ``behavior.scaleUp/scaleDown.tolerance`` can change it), the largest over all triggers,
+   clamped to ``[max(minReplicaCount, 1), maxReplicaCount]``.
 
-Not modelled: ``excludePersistentLag`` (needs the previous polling cycle's offsets), the HPA's
-stabilisation windows and scale-down rate policies (they delay a decision, they do not change
-its target).
+Not modelled: the HPA's stabilisation windows and rate policies (they delay a decision, they do
+not change its target), ``idleReplicaCount``, ``fallback`` and ``scalingModifiers``.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 HPA_TOLERANCE = 0.1
 """kube-controller-manager's default ``--horizontal-pod-autoscaler-tolerance``."""
+KEDA_DEFAULT_MAX_REPLICAS = 100
+"""maxReplicaCount when a ScaledObject leaves it out."""
+
+LimitedBy = Literal["metric", "min", "max", "tolerance", "inactive"]
 
 
 class LagRow(Protocol):
@@ -54,6 +66,10 @@ class LagRow(Protocol):
     def committed(self) -> int | None: ...
 
 
+CommittedOffsets = Mapping[tuple[str, int], int]
+"""Committed offset per (topic, partition), as one poll saw them."""
+
+
 @dataclass(frozen=True)
 class KafkaTrigger:
     """One ``type: kafka`` trigger of the ScaledObject (its metadata, as KEDA defaults it)."""
@@ -66,6 +82,7 @@ class KafkaTrigger:
     limit_to_partitions_with_lag: bool = False
     ensure_even_distribution_of_partitions: bool = False
     scale_to_zero_on_invalid_offset: bool = False
+    exclude_persistent_lag: bool = False
     partition_limitation: frozenset[int] | None = None
     """Only these partitions are read (``partitionLimitation``); None reads all."""
 
@@ -82,6 +99,71 @@ class KafkaTrigger:
                 "limitToPartitionsWithLag and ensureEvenDistributionOfPartitions cannot both be set"
             )
 
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> KafkaTrigger:
+        """A trigger from a ScaledObject's ``metadata`` strings, with KEDA's defaults and
+        parsing (integers as JSON numbers, booleans as Go's ``strconv.ParseBool``)."""
+        topic = metadata.get("topic", "").strip()
+        if not topic:
+            raise ValueError("trigger metadata has no topic; the model reads one topic per trigger")
+        policy = metadata.get("offsetResetPolicy", "latest").strip() or "latest"
+        if policy not in ("earliest", "latest"):
+            raise ValueError(f"offsetResetPolicy must be latest or earliest, not {policy!r}")
+        limitation = metadata.get("partitionLimitation", "").strip()
+        return cls(
+            topic=topic,
+            lag_threshold=_metadata_int(metadata, "lagThreshold", 10),
+            activation_lag_threshold=_metadata_int(metadata, "activationLagThreshold", 0),
+            offset_reset_policy="earliest" if policy == "earliest" else "latest",
+            allow_idle_consumers=_metadata_bool(metadata, "allowIdleConsumers"),
+            limit_to_partitions_with_lag=_metadata_bool(metadata, "limitToPartitionsWithLag"),
+            ensure_even_distribution_of_partitions=_metadata_bool(
+                metadata, "ensureEvenDistributionOfPartitions"
+            ),
+            scale_to_zero_on_invalid_offset=_metadata_bool(metadata, "scaleToZeroOnInvalidOffset"),
+            exclude_persistent_lag=_metadata_bool(metadata, "excludePersistentLag"),
+            partition_limitation=_partition_limitation(limitation) if limitation else None,
+        )
+
+
+_GO_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+
+
+def _metadata_bool(metadata: Mapping[str, str], key: str) -> bool:
+    raw = metadata.get(key, "").strip()
+    if not raw:
+        return False
+    if raw not in _GO_BOOLS:
+        raise ValueError(f"{key}={raw!r} is not a boolean (true or false)")
+    return _GO_BOOLS[raw]
+
+
+def _metadata_int(metadata: Mapping[str, str], key: str, default: int) -> int:
+    raw = metadata.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key}={raw!r} is not a whole number")
+    return value
+
+
+def _partition_limitation(text: str) -> frozenset[int]:
+    """``"0,2-4"`` -> {0, 2, 3, 4}, as KEDA's ``parsePartitionLimitation`` reads it."""
+    partitions: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        bounds = [b.strip() for b in part.split("-")] if "-" in part else [part]
+        if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
+            raise ValueError(f"invalid partitionLimitation {part!r} (use e.g. 0,2-4)")
+        partitions.update(range(int(bounds[0]), int(bounds[-1]) + 1))
+    return frozenset(partitions)
+
 
 @dataclass(frozen=True)
 class ScalingPolicy:
@@ -89,7 +171,9 @@ class ScalingPolicy:
 
     triggers: tuple[KafkaTrigger, ...]
     min_replicas: int = 0
-    max_replicas: int = 100
+    max_replicas: int = KEDA_DEFAULT_MAX_REPLICAS
+    tolerance_up: float = HPA_TOLERANCE
+    tolerance_down: float = HPA_TOLERANCE
 
     def __post_init__(self) -> None:
         if not self.triggers:
@@ -128,6 +212,34 @@ class ScalingPolicy:
         )
         return cls(triggers + tuple(extra), min_replicas, max_replicas)
 
+    @classmethod
+    def from_scaled_object(cls, manifest: Mapping[str, Any]) -> ScalingPolicy:
+        """The policy of a ``keda.sh/v1alpha1`` ScaledObject manifest (kafka triggers only)."""
+        if manifest.get("kind") != "ScaledObject":
+            raise ValueError(f"expected a ScaledObject, got kind {manifest.get('kind')!r}")
+        spec = manifest.get("spec") or {}
+        triggers = []
+        for index, trigger in enumerate(spec.get("triggers") or []):
+            if trigger.get("type") != "kafka":
+                raise ValueError(f"trigger {index} has type {trigger.get('type')!r}, not kafka")
+            metadata = {str(k): str(v) for k, v in (trigger.get("metadata") or {}).items()}
+            triggers.append(KafkaTrigger.from_metadata(metadata))
+        behavior = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get(
+            "behavior"
+        ) or {}
+        return cls(
+            tuple(triggers),
+            min_replicas=int(spec.get("minReplicaCount", 0)),
+            max_replicas=int(spec.get("maxReplicaCount", KEDA_DEFAULT_MAX_REPLICAS)),
+            tolerance_up=_tolerance(behavior, "scaleUp"),
+            tolerance_down=_tolerance(behavior, "scaleDown"),
+        )
+
+
+def _tolerance(behavior: Mapping[str, Any], direction: str) -> float:
+    value = (behavior.get(direction) or {}).get("tolerance")
+    return HPA_TOLERANCE if value is None else float(value)
+
 
 @dataclass(frozen=True)
 class TriggerReading:
@@ -137,14 +249,18 @@ class TriggerReading:
     partitions: int
     partitions_with_lag: int
     lag: int
-    """Summed partition lag, as KEDA computes it (before the cap)."""
+    """Summed partition lag, as KEDA computes it (before exclusions and the cap)."""
     metric: int
-    """The value KEDA hands the HPA (the lag after the partition cap)."""
+    """The value KEDA hands the HPA (after ``excludePersistentLag`` and the partition cap)."""
     lag_threshold: int
     active: bool
     replicas: int
-    """``ceil(metric / lagThreshold)``: what this trigger alone asks for."""
+    """What the HPA asks for from this metric alone: ``ceil(metric / lagThreshold)``, or the
+    current count when that is within the tolerance."""
     capped: bool
+    """The partition cap lowered the metric."""
+    excluded: int = 0
+    """Lag left out as persistent (``excludePersistentLag``)."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +271,7 @@ class ScalingDecision:
     """Any trigger above its activation threshold."""
     triggers: tuple[TriggerReading, ...]
     reason: str
-    limited_by: Literal["metric", "min", "max", "tolerance", "inactive"] = "metric"
+    limited_by: LimitedBy = "metric"
     notes: tuple[str, ...] = field(default=())
 
 
@@ -169,11 +285,32 @@ def partition_lag(row: LagRow, trigger: KafkaTrigger) -> int:
     return row.end_offset - row.committed
 
 
+def committed_offsets(rows: Iterable[LagRow]) -> dict[tuple[str, int], int]:
+    """The offsets a poll leaves behind for the next one's ``excludePersistentLag``."""
+    return {
+        (row.topic, row.partition): row.committed
+        for row in rows
+        if row.committed is not None and row.committed >= 0
+    }
+
+
+def _is_persistent(row: LagRow, previous: CommittedOffsets | None) -> bool:
+    """A committed partition whose offset has not moved since the previous poll."""
+    if previous is None or row.committed is None or row.committed < 0:
+        return False
+    return previous.get((row.topic, row.partition)) == row.committed
+
+
 def _factors(number: int) -> list[int]:
     return [candidate for candidate in range(1, number + 1) if number % candidate == 0]
 
 
-def read_trigger(rows: Iterable[LagRow], trigger: KafkaTrigger) -> TriggerReading:
+def read_trigger(
+    rows: Iterable[LagRow],
+    trigger: KafkaTrigger,
+    *,
+    previous: CommittedOffsets | None = None,
+) -> TriggerReading:
     """KEDA's ``getTotalLag`` + activity for one trigger over the rows of its topic."""
     mine = [
         row
@@ -182,11 +319,17 @@ def read_trigger(rows: Iterable[LagRow], trigger: KafkaTrigger) -> TriggerReadin
         and (trigger.partition_limitation is None or row.partition in trigger.partition_limitation)
     ]
     lags = [partition_lag(row, trigger) for row in mine]
+    with_persistent = sum(lags)
+    if trigger.exclude_persistent_lag:
+        lags = [
+            0 if _is_persistent(row, previous) else lag for row, lag in zip(mine, lags, strict=True)
+        ]
     total = sum(lags)
     partitions = len(mine)
     with_lag = sum(1 for lag in lags if lag > 0)
     threshold = trigger.lag_threshold
     metric = total
+    capped = False
     if (
         not trigger.allow_idle_consumers
         or trigger.limit_to_partitions_with_lag
@@ -201,52 +344,80 @@ def read_trigger(rows: Iterable[LagRow], trigger: KafkaTrigger) -> TriggerReadin
         # Integer division, as KEDA does: see the module docstring.
         if metric // threshold > bound:
             metric = bound * threshold
+            capped = True
+    # KEDA hands the HPA a quantity, and a negative one becomes zero.
+    metric = max(metric, 0)
     return TriggerReading(
         topic=trigger.topic,
         partitions=partitions,
         partitions_with_lag=with_lag,
-        lag=total,
+        lag=with_persistent,
         metric=metric,
         lag_threshold=threshold,
-        active=total > trigger.activation_lag_threshold,
-        replicas=math.ceil(metric / threshold) if metric > 0 else 0,
-        capped=metric < total,
+        active=with_persistent > trigger.activation_lag_threshold,
+        replicas=math.ceil(metric / threshold),
+        capped=capped,
+        excluded=with_persistent - total,
     )
 
 
+def hpa_replicas(
+    metric: int, threshold: int, current: int | None, *, up: float, down: float
+) -> int:
+    """The HPA's count for one AverageValue metric (``GetExternalPerPodMetricReplicas``)."""
+    if current:
+        ratio = metric / (threshold * current)
+        if (1.0 - down) <= ratio <= (1.0 + up):
+            return current
+    return math.ceil(metric / threshold)
+
+
 def desired_replicas(
-    rows: Iterable[LagRow], policy: ScalingPolicy, *, current_replicas: int | None = None
+    rows: Iterable[LagRow],
+    policy: ScalingPolicy,
+    *,
+    current_replicas: int | None = None,
+    previous: CommittedOffsets | None = None,
 ) -> ScalingDecision:
     """The replica count ``policy`` would ask for given the lag ``rows``.
 
-    ``current_replicas`` enables the HPA's tolerance (no change while every trigger's
-    ``metric / (threshold x current)`` is within 10 % of 1); without it the raw target is given.
+    ``current_replicas``: None gives the HPA's target with no current count to be tolerant
+    around; 0 is what KEDA does from zero (activation, then the HPA from that count); a
+    positive count enables the HPA's tolerance. ``previous``: the previous poll's
+    ``committed_offsets`` for ``excludePersistentLag``.
     """
     rows = list(rows)
-    readings = tuple(read_trigger(rows, trigger) for trigger in policy.triggers)
+    readings = [read_trigger(rows, trigger, previous=previous) for trigger in policy.triggers]
     active = any(reading.active for reading in readings)
     notes = tuple(
         f"{r.topic}: lag {r.lag} capped to {r.metric} ({r.partitions} partitions)"
         for r in readings
         if r.capped
+    ) + tuple(
+        f"{r.topic}: {r.excluded} of lag {r.lag} left out as persistent"
+        for r in readings
+        if r.excluded
     )
-    if not active and policy.min_replicas == 0:
-        return ScalingDecision(
-            0, False, readings, "no trigger above its activation threshold", "inactive", notes
-        )
+    # The count the HPA computes from: from zero, what KEDA activates to.
+    current = current_replicas
+    if current == 0:
+        current = max(policy.min_replicas, 1)
+    up, down = policy.tolerance_up, policy.tolerance_down
+    readings = [
+        replace(r, replicas=hpa_replicas(r.metric, r.lag_threshold, current, up=up, down=down))
+        for r in readings
+    ]
+    if not active and (current_replicas == 0 or policy.min_replicas == 0):
+        if policy.min_replicas > 0:  # KEDA raises an idle target to minReplicaCount
+            reason = f"raised to minReplicaCount {policy.min_replicas}"
+            return ScalingDecision(
+                policy.min_replicas, False, tuple(readings), reason, "min", notes
+            )
+        reason = "no trigger above its activation threshold"
+        return ScalingDecision(0, False, tuple(readings), reason, "inactive", notes)
     wanted = max(reading.replicas for reading in readings)
-    limited_by: Literal["metric", "min", "max", "tolerance", "inactive"] = "metric"
-    if current_replicas is not None and current_replicas > 0:
-        # The HPA skips a change when the metric is already close to target (per metric; a
-        # metric inside the band proposes the current count, the max over metrics wins).
-        proposals = []
-        for reading in readings:
-            ratio = reading.metric / (reading.lag_threshold * current_replicas)
-            inside = abs(ratio - 1.0) <= HPA_TOLERANCE
-            proposals.append(current_replicas if inside else reading.replicas)
-        if max(proposals) != wanted:
-            limited_by = "tolerance"
-        wanted = max(proposals)
+    untolerant = max(math.ceil(r.metric / r.lag_threshold) for r in readings)
+    limited_by: LimitedBy = "tolerance" if wanted != untolerant else "metric"
     floor = max(policy.min_replicas, 1)
     replicas = min(max(wanted, floor), policy.max_replicas)
     if replicas > wanted:
@@ -255,11 +426,11 @@ def desired_replicas(
         limited_by = "max"
     reason = {
         "metric": f"largest trigger asks for {wanted}",
-        "tolerance": f"within the HPA's {HPA_TOLERANCE:.0%} tolerance of {current_replicas}",
+        "tolerance": f"within the HPA's tolerance of {current}",
         "min": f"raised to minReplicaCount {floor}" if policy.min_replicas else "at least 1",
         "max": f"capped at maxReplicaCount {policy.max_replicas} (asked for {wanted})",
     }[limited_by]
-    return ScalingDecision(replicas, active, readings, reason, limited_by, notes)
+    return ScalingDecision(replicas, active, tuple(readings), reason, limited_by, notes)
 
 
 def scaling_table(decision: ScalingDecision) -> tuple[list[str], list[list[str]]]:

@@ -10,6 +10,7 @@ from services.core.lag import PartitionLag
 from services.core.scaling import (
     KafkaTrigger,
     ScalingPolicy,
+    committed_offsets,
     desired_replicas,
     partition_lag,
     read_trigger,
@@ -122,6 +123,79 @@ def test_hpa_tolerance_keeps_the_current_count() -> None:
     assert desired_replicas(rows(42, 0, 0, 0, 0, 0), policy()).replicas == 5
     held = desired_replicas(rows(42, 0, 0, 0, 0, 0), policy(), current_replicas=4)
     assert (held.replicas, held.limited_by) == (4, "tolerance")
+
+
+def test_the_tolerance_band_includes_its_edges_like_the_hpa() -> None:
+    # kube-controller-manager keeps the count while 0.9 <= ratio <= 1.1 (both ends included).
+    # abs(1 - 1.1) is 0.10000000000000009 in floating point, so testing the distance from 1
+    # (what this model did before KEDA's check caught it) scales 1 replica to 2 at lag 11.
+    at_edge = desired_replicas(rows(11), policy(), current_replicas=1)
+    assert (at_edge.replicas, at_edge.limited_by) == (1, "tolerance")
+    assert desired_replicas(rows(12), policy(), current_replicas=1).replicas == 2
+    idle = policy(allow_idle_consumers=True)
+    assert desired_replicas(rows(90), idle, current_replicas=10).replicas == 10
+    assert desired_replicas(rows(89), idle, current_replicas=10).replicas == 9
+
+
+def test_from_zero_keda_activates_then_the_hpa_takes_over() -> None:
+    # KEDA scales an active target from 0 to max(minReplicaCount, 1); the HPA then computes
+    # from that count: lag 11 is within the tolerance of 1, lag 25 is not.
+    assert desired_replicas(rows(11), policy(), current_replicas=0).replicas == 1
+    assert desired_replicas(rows(7, 6, 6, 6), policy(), current_replicas=0).replicas == 3
+    assert desired_replicas(rows(0), policy(min_replicas=2), current_replicas=0).replicas == 2
+
+
+def test_persistent_lag_is_left_out_of_the_metric_but_still_activates() -> None:
+    trigger = KafkaTrigger(TOPIC, exclude_persistent_lag=True)
+    stuck = rows(10, 10)
+    first = read_trigger(stuck, trigger)
+    assert (first.metric, first.active) == (20, True)
+    previous = committed_offsets(stuck)
+    again = read_trigger(stuck, trigger, previous=previous)
+    assert (again.metric, again.active, again.excluded) == (0, True, 20)
+    moved = [Row(TOPIC, 0, 110, 104), Row(TOPIC, 1, 110, 100)]
+    assert read_trigger(moved, trigger, previous=previous).metric == 6
+
+
+def test_a_policy_is_read_from_a_scaled_object_with_kedas_defaults() -> None:
+    manifest = {
+        "kind": "ScaledObject",
+        "spec": {
+            "minReplicaCount": 0,
+            "maxReplicaCount": 6,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {"behavior": {"scaleUp": {"tolerance": "0.05"}}}
+            },
+            "triggers": [
+                {"type": "kafka", "metadata": {"topic": "a", "lagThreshold": "50"}},
+                {
+                    "type": "kafka",
+                    "metadata": {
+                        "topic": "b",
+                        "offsetResetPolicy": "earliest",
+                        "allowIdleConsumers": "True",
+                        "partitionLimitation": "0, 2-3",
+                    },
+                },
+            ],
+        },
+    }
+    read = ScalingPolicy.from_scaled_object(manifest)
+    assert (read.min_replicas, read.max_replicas) == (0, 6)
+    assert (read.tolerance_up, read.tolerance_down) == (0.05, 0.1)
+    first, second = read.triggers
+    assert (first.lag_threshold, first.offset_reset_policy) == (50, "latest")
+    assert (second.lag_threshold, second.allow_idle_consumers) == (10, True)
+    assert second.partition_limitation == frozenset({0, 2, 3})
+
+
+def test_trigger_metadata_that_kedas_parser_refuses_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"lagThreshold='5\.5' is not a whole number"):
+        KafkaTrigger.from_metadata({"topic": "a", "lagThreshold": "5.5"})
+    with pytest.raises(ValueError, match="allowIdleConsumers='yes' is not a boolean"):
+        KafkaTrigger.from_metadata({"topic": "a", "allowIdleConsumers": "yes"})
+    with pytest.raises(ValueError, match="offsetResetPolicy must be latest or earliest"):
+        KafkaTrigger.from_metadata({"topic": "a", "offsetResetPolicy": "oldest"})
 
 
 def test_partition_limitation_reads_only_the_listed_partitions() -> None:
