@@ -49,10 +49,11 @@ class RedisKeys:
 
     @property
     def deadlines(self) -> str:
-        """Sorted set of live task ids scored by the time (ms) by which something must happen
-        to them, or the reaper re-queues them: a PENDING task's publication deadline (until
-        the API confirms it), a running attempt's lease (renewed by its worker), a retry's
-        due time plus one lease. No TTL; terminal writes remove their task."""
+        """Sorted set of task ids scored by the time (ms) by which something must happen to
+        them, or the reaper acts: a PENDING task's publication deadline (until the API
+        confirms it), a running attempt's lease (renewed by its worker), a retry's due time
+        plus one lease, a FAILURE's dead letter (until it is written). No TTL; other terminal
+        writes, and the written dead letter, remove their task."""
         return f"{self.prefix}deadlines"
 
     def withdrawn(self, task_id: UUID | str) -> str:

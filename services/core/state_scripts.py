@@ -216,13 +216,17 @@ return status or ''
 # KEYS: record, deadlines. ARGV: task id, now (ms), next deadline (ms), expected message
 # position ('' to act on an overdue deadline instead).
 # Claims an abandoned task for re-publication: one that is overdue (its lease lapsed, its
-# retry was never sent, its publication never confirmed), or a PENDING one whose message
-# (at the expected position) is gone. The deadline moves on, so a claim whose publication
-# fails is claimed again later; a running task's delivery is cleared, so the copy can start.
-# Returns {'due', status, task, payload, created_at} | {'gone' | 'not-due' | 'moved', status}.
+# retry was never sent, its publication never confirmed, its dead letter never written), or a
+# PENDING one whose message (at the expected position) is gone. The deadline moves on, so a
+# claim whose publication fails is claimed again later; a running task's delivery is
+# cleared, so the copy can start.
+# Returns {'due', status, task, payload, created_at, error, attempts, updated_at}
+#       | {'gone' | 'not-due' | 'moved', status}.
 RECLAIM: Final = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == 'COMPLETE' or status == 'FAILURE' or status == 'CANCELLED' then
+local settled = status == 'COMPLETE' or status == 'CANCELLED'
+if status == 'FAILURE' and redis.call('HEXISTS', KEYS[1], 'lettered') == 1 then settled = true end
+if not status or settled then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return {'gone', status or ''}
 end
@@ -236,8 +240,17 @@ else
   if status == 'PROGRESS' then redis.call('HSET', KEYS[1], 'delivery', '') end
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 end
-local fields = redis.call('HMGET', KEYS[1], 'task', 'payload', 'created_at')
-return {'due', status, fields[1], fields[2], fields[3]}
+local fields = redis.call(
+  'HMGET', KEYS[1], 'task', 'payload', 'created_at', 'error', 'attempts', 'updated_at')
+return {'due', status, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6]}
+"""
+
+# KEYS: record, deadlines. ARGV: task id.
+# The dead letter of a FAILURE task is on its topic: the reaper need not write it.
+LETTERED: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'lettered', '1') end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
 """
 
 # KEYS: deadlines, then one record per running attempt. ARGV: lease end (ms), then each

@@ -35,7 +35,14 @@ from services.core.errors import (
     TaskNotFoundError,
 )
 from services.core.keys import RedisKeys
-from services.core.models import Progress, TaskError, TaskMessage, TaskRecord, utcnow
+from services.core.models import (
+    DeadLetter,
+    Progress,
+    TaskError,
+    TaskMessage,
+    TaskRecord,
+    utcnow,
+)
 from services.core.redis_client import redis_error
 from services.core.settings import Settings
 from services.core.states import TERMINAL_STATES, TaskState
@@ -84,14 +91,18 @@ class Reclaimed(StrEnum):
     """RETRY, and its retry message never brought it back (lost with a broker's data)."""
     MESSAGE_GONE = "message-gone"
     """PENDING, and its message is no longer in Kafka, or was consumed without a trace."""
+    LETTER_UNSENT = "letter-unsent"
+    """FAILURE, and its dead letter was never written (the worker died after storing it)."""
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A task the reaper claimed: the message to publish again, and why."""
+    """A task the reaper claimed: the message to publish again (or the dead letter to write,
+    for LETTER_UNSENT), and why."""
 
     message: TaskMessage
     reason: Reclaimed
+    letter: DeadLetter | None = None
 
 
 class TaskStore:
@@ -124,6 +135,7 @@ class TaskStore:
         self._confirm = redis.register_script(state_scripts.CONFIRM)
         self._reclaim = redis.register_script(state_scripts.RECLAIM)
         self._renew = redis.register_script(state_scripts.RENEW)
+        self._lettered = redis.register_script(state_scripts.LETTERED)
 
     @classmethod
     def from_settings(
@@ -333,6 +345,11 @@ class TaskStore:
             )
         raise InvalidTransitionError(str(task_id), current=_decode(detail), requested=status.value)
 
+    async def confirm_lettered(self, task_id: UUID) -> None:
+        """The dead letter of a FAILURE task is written: the reaper leaves it alone."""
+        keys = [self._keys.record(task_id), self._keys.deadlines]
+        await self._guard(self._lettered(keys=keys, args=[str(task_id)]))
+
     async def renew_leases(self, attempts: Mapping[UUID, int]) -> set[UUID]:
         """Extend the leases of running attempts (task id -> attempt); returns the tasks whose
         attempt is no longer the running one (over, or claimed by the reaper)."""
@@ -382,7 +399,9 @@ class TaskStore:
         answer = await self._guard(self._reclaim(keys=keys, args=args))
         if _decode(answer[0]) != "due":
             return None
-        status, task, payload, created_at = (_decode(value) for value in answer[1:])
+        status, task, payload, created_at, error, attempts, updated_at = (
+            _decode(value) for value in answer[1:]
+        )
         message = TaskMessage(
             id=task_id,
             task=json.loads(task),
@@ -391,6 +410,14 @@ class TaskStore:
         )
         if lost_position is not None:
             return Claim(message, Reclaimed.MESSAGE_GONE)
+        if status == TaskState.FAILURE:
+            letter = DeadLetter(
+                message=message,
+                error=TaskError.model_validate_json(error),
+                attempts=int(attempts),
+                failed_at=json.loads(updated_at),
+            )
+            return Claim(message, Reclaimed.LETTER_UNSENT, letter)
         reason = {
             TaskState.PENDING: Reclaimed.UNCONFIRMED,
             TaskState.PROGRESS: Reclaimed.LEASE_LAPSED,
@@ -543,6 +570,8 @@ class TaskStore:
             return str(_ms(time.time() + self._lease))
         if status is TaskState.RETRY and retry_at is not None:
             return str(_ms(retry_at.timestamp() + self._lease))
+        if status is TaskState.FAILURE:  # until its dead letter is written
+            return str(_ms(time.time() + self._lease))
         return ""
 
     async def _guard(self, awaitable: Awaitable[Any], *, seconds: float | None = None) -> Any:

@@ -5,7 +5,8 @@ a task, a broker may lose a message. Every live task has a deadline (``RedisKeys
 or a confirmed message position, and each sweep re-publishes:
 
 - overdue tasks: PENDING whose publication the API never confirmed, PROGRESS whose lease no
-  worker renewed, RETRY whose retry message never came back;
+  worker renewed, RETRY whose retry message never came back, FAILURE whose dead letter was
+  never written (that one gets its dead letter, not a new run);
 - PENDING tasks (older than a lease) whose message is provably gone: before the log's start,
   at or past its end, or behind the consumer group's committed offset.
 
@@ -21,8 +22,9 @@ import time
 from uuid import UUID
 
 from aiokafka import TopicPartition
+from pydantic import BaseModel
 
-from services.core import metrics
+from services.core import metrics, topics
 from services.core.catalog import Catalog
 from services.core.errors import BackendUnavailableError
 from services.core.lag import OffsetReader
@@ -99,9 +101,12 @@ class Reaper:
         """Publish the claimed task again; False if Kafka would not take it (the claim stands:
         an overdue task's deadline moved on, a lost message is found again next sweep)."""
         message = claim.message
+        sent: BaseModel = message
         topic = self._settings.task_topic(message.task)
+        if claim.letter is not None:
+            topic, sent = topics.dead_letter_topic(self._settings.namespace), claim.letter
         try:
-            position = await self._publisher.publish(topic, message, key=str(message.id))
+            position = await self._publisher.publish(topic, sent, key=str(message.id))
         except BackendUnavailableError as error:
             log.warning(
                 "could not put an abandoned task back; trying again later",
@@ -111,6 +116,8 @@ class Reaper:
             return False
         if claim.reason in (Reclaimed.UNCONFIRMED, Reclaimed.MESSAGE_GONE):
             await self._store.confirm_published(message.id, position=position)
+        elif claim.reason is Reclaimed.LETTER_UNSENT:
+            await self._store.confirm_lettered(message.id)
         metrics.TASKS_REQUEUED.labels(message.task, claim.reason.value).inc()
         log.warning(
             "abandoned task put back on its topic",

@@ -241,22 +241,21 @@ class TaskRunner:
     async def _fail(
         self, message: TaskMessage, error: TaskError, *, attempt: int | None, attempts: int
     ) -> None:
-        # The dead letter is written before FAILURE is stored: a crash in between repeats the
-        # attempt (and may dead-letter twice; re-drive submits each task once) rather than
-        # lose the dead letter. An attempt that is over by now dead-letters nothing.
-        if attempt is not None:
-            record = await until_available(lambda: self._store.get(message.id))
-            if record.attempts != attempt or record.status is not TaskState.PROGRESS:
-                log.info("no dead letter: another attempt runs or the task settled")
-                return
+        # FAILURE first, then the dead letter written from it: an attempt that is over (or a
+        # task cancelled meanwhile) has its FAILURE refused and dead-letters nothing, and a
+        # worker that dies in between leaves the letter to the reaper (FAILURE keeps a
+        # deadline until its letter is written). A letter may be written twice; re-drive
+        # submits each task once.
+        if not await self._settle(message, attempt, TaskState.FAILURE, error=error):
+            return
+        metrics.TASKS_FAILED.labels(message.task).inc()
         letter = DeadLetter(message=message, error=error, attempts=attempts)
         await until_available(
             lambda: self._publisher.publish(
                 topics.dead_letter_topic(self._settings.namespace), letter, key=str(message.id)
             )
         )
-        if await self._settle(message, attempt, TaskState.FAILURE, error=error):
-            metrics.TASKS_FAILED.labels(message.task).inc()
+        await until_available(lambda: self._store.confirm_lettered(message.id))
 
     async def _settle(
         self,

@@ -337,3 +337,29 @@ async def test_a_pending_task_is_claimed_only_at_the_position_its_message_had(
     assert claim.reason is Reclaimed.MESSAGE_GONE
     positions = await store.pending_positions(older_than_seconds=0)
     assert positions == {task_id: "t/2/40"}
+
+
+async def test_a_failure_keeps_a_deadline_until_its_dead_letter_is_written(
+    redis_client: Redis, settings: Settings
+) -> None:
+    store = TaskStore(
+        redis_client, namespace=settings.namespace, result_ttl_seconds=60, lease_seconds=0.2
+    )
+    task_id = uuid.uuid4()
+    await store.create(task_id, "fail", {"message": "boom"})
+    started = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/4")
+    error = TaskError(type="DemoTaskError", message="boom")
+    await store.transition(task_id, TaskState.FAILURE, error=error, attempt=started.attempts)
+
+    # Its worker died before writing the dead letter: the reaper gets what it needs to.
+    await eventually(store.overdue, lambda due: due == [task_id], within=5)
+    claim = await store.reclaim(task_id)
+    assert claim is not None
+    assert claim.reason is Reclaimed.LETTER_UNSENT
+    assert claim.letter is not None
+    assert (claim.letter.error, claim.letter.attempts) == (error, 1)
+    assert claim.letter.message.payload == {"message": "boom"}
+    await store.confirm_lettered(task_id)
+    assert await store.overdue() == []
+    assert await store.reclaim(task_id) is None
+    assert (await store.get(task_id)).status is TaskState.FAILURE

@@ -14,13 +14,14 @@ from redis.asyncio import Redis
 from services.core.errors import TaskNotFoundError
 from services.core.kafka_topics import ensure_topics
 from services.core.lag import topic_partitions
-from services.core.models import Progress, TaskMessage, TaskRecord
+from services.core.models import Progress, TaskError, TaskMessage, TaskRecord
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
 from services.tasks import catalog
 from tests.conftest import StartApps
 from tests.helpers import eventually, submit, wait_status
+from tests.worker.test_retries import dead_letters
 
 # Short lease and sweep so the bounds are seconds, not the production half-minute.
 QUICK_REAPER = {
@@ -134,3 +135,25 @@ async def test_an_unconfirmed_task_still_queued_after_the_deadline_runs_once(
         final = await wait_status(client, str(task_id), "COMPLETE", "FAILURE", within=60)
     assert final["status"] == "COMPLETE", final["error"]
     assert final["attempts"] == 1
+
+
+async def test_a_failure_whose_worker_died_before_its_dead_letter_gets_one(
+    start_apps: StartApps, namespace: str, settings: Settings, redis_client: Redis
+) -> None:
+    # FAILURE is stored first and the dead letter written from it: a worker that died in
+    # between leaves the letter to the reaper.
+    store = TaskStore(redis_client, namespace=namespace, result_ttl_seconds=60, lease_seconds=1)
+    task_id = uuid.uuid4()
+    await store.create(task_id, "fail", {"message": "lost letter"})
+    started = await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/0")
+    await store.transition(
+        task_id,
+        TaskState.FAILURE,
+        error=TaskError(type="DemoTaskError", message="lost letter"),
+        attempt=started.attempts,
+    )
+    start_apps(namespace, env=QUICK_REAPER)
+    letters = await dead_letters(settings, 1)
+    assert [str(letter.message.id) for letter in letters] == [str(task_id)]
+    assert letters[0].error.message == "lost letter"
+    assert await store.overdue() == []
