@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,18 +21,43 @@ class DevstackError(Exception):
     """Something the local stack needs is missing or did not come up."""
 
 
+LISTEN_PORTS_FROM = 20000
+"""Ports the local stack listens on are taken from here up to the kernel's ephemeral range."""
+
+
 def free_port(preferred: int | None = None) -> int:
-    """``preferred`` if nothing listens on it on 127.0.0.1, otherwise a free port."""
-    if preferred is not None and not port_open(preferred):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", preferred))
-                return preferred
-            except OSError:
-                pass
-    with socket.socket() as probe:
+    """``preferred`` if nothing listens on it on 127.0.0.1, otherwise a free port below the
+    ephemeral range: a server restarted on its old port (a broker after a fault) must not
+    find it taken by some process's outgoing connection, which draws ephemeral ports."""
+    if preferred is not None and _bindable(preferred):
+        return preferred
+    low = _ephemeral_low()
+    candidates = list(range(LISTEN_PORTS_FROM, low))
+    random.SystemRandom().shuffle(candidates)
+    for port in candidates[:500]:
+        if _bindable(port):
+            return port
+    with socket.socket() as probe:  # a crowded machine: any port at all
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    if port_open(port):
+        return False
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
