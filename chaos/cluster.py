@@ -192,6 +192,15 @@ class ChaosCluster:
     def close(self) -> None:
         stack.stop_all(self.state)
 
+    def keep_logs(self, directory: Path) -> None:
+        """Copy every process's log next to the report (the next run wipes the stack)."""
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        for target in self.targets():
+            log = self._log(target)
+            if log.exists():
+                shutil.copy(log, directory / f"{target}.log")
+
     def _start_api(self, name: str) -> stack.AppProcess:
         previous = self.apis.get(name)
         app = stack.start_api(

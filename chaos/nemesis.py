@@ -91,12 +91,14 @@ def plan(
     duration: float,
     *,
     longest: float = 60.0,
-    mean_gap: float = 10.0,
+    mean_gap: float | None = None,
     quiet_tail: float = 15.0,
 ) -> list[Fault]:
     """Faults over ``duration`` seconds, each 2 to ``longest`` seconds long, arriving every
-    ``mean_gap`` seconds on average (so they overlap), all healed ``quiet_tail`` seconds
-    before the end. The first faults go through every kind once, in a seeded order."""
+    ``mean_gap`` seconds on average (default: a third of ``longest``, at least 10 s: about
+    1.5 faults at once, so some are alone and some overlap), all healed ``quiet_tail``
+    seconds before the end. The first faults go through every kind once, in a seeded order."""
+    mean_gap = mean_gap or max(10.0, longest / 3)
     rng = random.Random(seed)
     kinds = list(FaultKind)
     rng.shuffle(kinds)

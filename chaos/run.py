@@ -109,6 +109,7 @@ async def run(options: Options, progress: Progress | None = None) -> Run:
         )
     finally:
         await asyncio.to_thread(cluster.close)
+        await asyncio.to_thread(cluster.keep_logs, options.out / "logs")
 
 
 async def _watch(cluster: ChaosCluster) -> None:

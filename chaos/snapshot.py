@@ -37,14 +37,16 @@ class Snapshot:
 
 
 async def settle(redis_url: str, namespace: str, *, within: float) -> bool:
-    """Wait until no task of the run is live (by the indexes); False if ``within`` passed."""
+    """Wait until no task of the run is live (by the indexes) and nothing is left for the
+    reaper; False if ``within`` passed."""
     keys = RedisKeys(namespace)
     redis = Redis.from_url(redis_url, socket_timeout=5)
     deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline:
             live = [await redis.zcard(keys.index(state=s.value)) for s in LIVE_STATES]
-            if not any(live):
+            # ... and every deadline met (a FAILURE's dead letter written, say).
+            if not any(live) and not await redis.zcard(keys.deadlines):
                 return True
             await asyncio.sleep(1)
         return False
