@@ -19,6 +19,7 @@ set -euo pipefail
 : "${HELM_VERSION:?}" "${HELM_DIR:?}"
 : "${ENGINE_CACHE:?}" "${PULUMI_CLI_DIR:?}" "${PROVIDER_DIR:?}" "${PULUMI_HOME_DIR:?}"
 
+command -v go >/dev/null || { echo "engine: the Go toolchain (go) is required; it builds the engine from the Go module proxy" >&2; exit 1; }
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -mod=mod"
 export GOTOOLCHAIN=local
 export GONOSUMDB= GOPRIVATE=
