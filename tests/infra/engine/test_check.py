@@ -31,7 +31,7 @@ from infra.program import define_stack
 from infra.render import PREVIEW_SECRET, PREVIEW_SECRETS, STACK_REFERENCE_TYPE, STACKS
 from infra.render import stack_config as committed_config
 
-STAND_INS = Path(__file__).parent / "charts"
+STAND_INS = Path(__file__).parent.parent / "charts"
 OVERRIDES = charts.local_chart_overrides(STAND_INS)
 SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 """How Pulumi's state marks a secret value: {SIG_KEY: SIG, "ciphertext": ...}."""
