@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -42,6 +42,9 @@ from infra.render import (
     render,
     stack_config,
 )
+
+if TYPE_CHECKING:
+    from infra.engine.check import EngineReport
 
 OUTPUT_ROOT = REPO_ROOT / "build" / "manifests"
 HELM_CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
@@ -171,8 +174,11 @@ def prerequisites(rendered: RenderedStack, kind: str) -> list[str]:
     by_urn = {r.urn: r for r in rendered.resources}
     graph = wait_graph(rendered)
     lines = []
-    for r in sorted(rendered.kind(kind), key=lambda r: r.name):
+    of_kind = rendered.by_type(HELM_CHART_TYPE) if kind == "Chart" else rendered.kind(kind)
+    for r in sorted(of_kind, key=lambda r: r.name):
         waited = Counter(_kind(by_urn[u]) for u in graph[r.urn])
+        if not waited:
+            continue
         listed = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(waited.items()))
         lines.append(f"{kind}/{r.name} waits for: {listed}")
     return lines
@@ -201,7 +207,7 @@ def summary(report: StackReport) -> str:
         "   longest wait chain: " + " -> ".join(dependency_chain(rendered)),
         *(
             f"   {line}"
-            for kind in ("Deployment", "ScaledObject")
+            for kind in ("Deployment", "ScaledObject", "Chart", "Gateway")
             for line in prerequisites(rendered, kind)
         ),
         f"   outputs: {rendered.outputs}",
@@ -212,8 +218,8 @@ def summary(report: StackReport) -> str:
     return "\n".join(lines)
 
 
-def engine_summary(report: Any) -> str:
-    """What the real engine did for one stack (an infra.engine.check.EngineReport)."""
+def engine_summary(report: EngineReport) -> str:
+    """What the real engine did for one stack."""
     comparison = report.comparison
     kinds = report.kinds()
     lines = [
