@@ -36,9 +36,12 @@ class ManifestValidator:
                 errors = crd_set.validate(manifest)
                 errors.extend(self._hpa_behavior(manifest))
                 return errors
-        if "." in api_version.partition("/")[0] and not api_version.startswith(_BUILT_IN_GROUPS):
-            return [f"{api_version} {manifest.get('kind')}: no CRD set of this stack serves it"]
-        return validate_built_in(manifest)
+        origins = ", ".join(crd_set.origin for crd_set in self.crd_sets)
+        return validate_built_in(
+            manifest,
+            unknown=f"{api_version} {manifest.get('kind')}: not a Kubernetes "
+            f"{KUBERNETES_VERSION} kind, and no CRD of this stack ({origins}) serves it",
+        )
 
     def _hpa_behavior(self, manifest: dict[str, Any]) -> list[str]:
         """A ScaledObject's HPA behavior is passed through verbatim to an autoscaling/v2 HPA,
@@ -64,24 +67,8 @@ class ManifestValidator:
         ]
 
 
-_BUILT_IN_GROUPS = (
-    "apps/",
-    "batch/",
-    "policy/",
-    "autoscaling/",
-    "networking.k8s.io/",
-    "rbac.authorization.k8s.io/",
-    "apiextensions.k8s.io/",
-    "admissionregistration.k8s.io/",
-    "scheduling.k8s.io/",
-    "storage.k8s.io/",
-    "coordination.k8s.io/",
-    "discovery.k8s.io/",
-    "certificates.k8s.io/",
-)
-
-
-def validate_built_in(manifest: dict[str, Any]) -> list[str]:
+def validate_built_in(manifest: dict[str, Any], unknown: str | None = None) -> list[str]:
+    """Errors of a built-in kind; ``unknown`` (or a generic message) when it is none."""
     try:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
@@ -90,5 +77,5 @@ def validate_built_in(manifest: dict[str, Any]) -> list[str]:
     except kubernetes_validate.InvalidSchemaError as error:
         return [str(error)]
     except kubernetes_validate.SchemaNotFoundError as error:
-        return [f"no Kubernetes {KUBERNETES_VERSION} schema: {error}"]
+        return [unknown or f"no Kubernetes {KUBERNETES_VERSION} schema: {error}"]
     return []

@@ -184,7 +184,27 @@ def test_gateway_api_cel_rule_refuses_a_redirect_with_backends(stack: RenderedSt
 
 def test_an_object_of_no_known_crd_is_reported(stack: RenderedStack) -> None:
     unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
-    assert validate(stack, unknown) == ["example.com/v1 Widget: no CRD set of this stack serves it"]
+    (error,) = validate(stack, unknown)
+    assert error.startswith("example.com/v1 Widget: not a Kubernetes 1.34.0 kind, and no CRD")
+    assert "(strimzi 1.2.0, keda 2.20.2" in error
+
+
+def test_built_in_kinds_of_any_api_group_are_checked(stack: RenderedStack) -> None:
+    """Charts bring kinds the program never declares (KEDA's APIService, for one)."""
+    api_service: dict[str, Any] = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": "v1beta1.external.metrics.k8s.io"},
+        "spec": {
+            "group": "external.metrics.k8s.io",
+            "version": "v1beta1",
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+        },
+    }
+    assert validate(stack, api_service) == []
+    api_service["spec"]["versionPriority"] = "high"
+    assert validate(stack, api_service)
 
 
 def test_preview_exits_non_zero_on_an_invalid_stack(
