@@ -18,10 +18,6 @@ class ConfigError(InfraError):
     """A stack config value that makes no sense; the message names the key and the fix."""
 
 
-class DeployedStateError(InfraError):
-    """The outputs of the stack's last update could not be read to check a change."""
-
-
 class ChartRenderError(InfraError):
     """helm could not render a chart; the message carries helm's own."""
 

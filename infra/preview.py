@@ -35,6 +35,7 @@ from infra.errors import ConfigError
 from infra.manifests import ManifestValidator
 from infra.render import (
     REPO_ROOT,
+    STACK_REFERENCE_TYPE,
     STACKS,
     Registered,
     RenderedStack,
@@ -89,7 +90,7 @@ def check_stack(
         if resource.type == HELM_CHART_TYPE:
             charts.append({"resource": resource.name, **manifest_of(resource)})
             continue
-        if not resource.custom:
+        if not resource.custom or resource.type == STACK_REFERENCE_TYPE:
             continue
         manifest = manifest_of(resource)
         for error in validator.validate(manifest):

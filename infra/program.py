@@ -22,9 +22,6 @@ from services.core import contract
 
 def define_stack() -> None:
     config, secrets = stack_config.load()
-    # Checked against the layout this stack last deployed, before anything is declared: a
-    # topic change Kafka cannot make stops here instead of leaving KafkaTopics Ready=False.
-    layout = topic_layout.checked_layout(config)
 
     namespaces = Namespaces("namespaces", config)
     strimzi = StrimziOperator("strimzi", config, namespaces.kafka)
@@ -34,6 +31,16 @@ def define_stack() -> None:
         namespaces.kafka,
         operator=strimzi.chart,
         client_peers=kafka_client_peers(config, KEDA_OPERATOR),
+    )
+    # The topics' deployed layout, read back from this stack's own outputs: a change Kafka
+    # cannot make stops the run here instead of leaving KafkaTopics Ready=False.
+    deployed = pulumi.StackReference(
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    ).get_output(topic_layout.OUTPUT)
+    layout = deployed.apply(
+        lambda outputs: topic_layout.checked_change(
+            topic_layout.deployed_layout(outputs), topic_layout.TopicLayout.of(config)
+        )
     )
     topics = KafkaTopics("topics", config, kafka, layout)
     redis = Redis(
@@ -60,4 +67,4 @@ def define_stack() -> None:
     pulumi.export("kafkaBootstrap", kafka.bootstrap)
     pulumi.export("topicNames", topics.topic_names)
     pulumi.export("consumerGroup", config.consumer_group)
-    pulumi.export(topic_layout.OUTPUT, layout.as_output())
+    pulumi.export(topic_layout.OUTPUT, layout.apply(lambda checked: checked.as_output()))

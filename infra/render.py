@@ -54,8 +54,6 @@ class RenderedStack:
     stack: str
     resources: list[Registered] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    """Functions the program invoked (token, arguments)."""
 
     def by_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -141,6 +139,24 @@ class RecordingMonitor(mocks.MockMonitor):
             )
         return response
 
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        """A read resource (the program's reference to its own stack) is recorded too."""
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        self.registered.append(
+            Registered(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=True,
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                inputs=_integral(_plain(rpc.deserialize_properties(request.properties))),
+                secret_paths=[],
+                state=_integral(_plain(rpc.deserialize_properties(response.properties))),
+            )
+        )
+        return response
+
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
         if "::pulumi:pulumi:Stack::" in request.urn:
             self.stack_outputs = _integral(_plain(rpc.deserialize_properties(request.outputs)))
@@ -158,21 +174,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
-READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 LOCAL_ORGANIZATION = "organization"
 """The organization a local (file) backend reports, as the engine checks use."""
 
 
 class PlatformMocks(mocks.Mocks):
     """Echo inputs back as state, filling in what the API server or Pulumi would add.
-    ``deployed_outputs`` is what the stack's previous run exported (the program reads its own
-    stack's outputs, infra.topic_layout); empty for a first deploy."""
+    ``deployed_outputs`` is what the stack's previous run exported (read by the program
+    through a reference to its own stack); empty for a first deploy."""
 
     def __init__(self, deployed_outputs: dict[str, Any] | None = None) -> None:
         self.deployed_outputs = deployed_outputs or {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == STACK_REFERENCE_TYPE:
+            state = {
+                "name": args.inputs["name"],
+                "outputs": self.deployed_outputs,
+                "secretOutputNames": [],
+            }
+            return str(args.inputs["name"]), state
         state = dict(args.inputs)
         metadata = state.get("metadata")
         if isinstance(metadata, dict) and "name" not in metadata:
@@ -182,9 +204,6 @@ class PlatformMocks(mocks.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        self.calls.append((args.token, dict(args.args)))
-        if args.token == READ_STACK_OUTPUTS:
-            return {"outputs": self.deployed_outputs, "secretOutputNames": []}, []
         return {}, []
 
 
@@ -255,7 +274,7 @@ def render(
     loop = _ensure_event_loop()  # type: ignore[no-untyped-call]  # (the SDK helper is untyped)
     loop.set_exception_handler(_ignore_repeated_config_errors)
     _sync_await(run_in_stack(define_stack))
-    return RenderedStack(stack, monitor.registered, monitor.stack_outputs, platform.calls)
+    return RenderedStack(stack, monitor.registered, monitor.stack_outputs)
 
 
 def render_stack(stack: str) -> RenderedStack:

@@ -4,66 +4,20 @@ Strimzi's topic operator refuses to lower a topic's partition count (Kafka canno
 partitions) and to change its replication factor without Cruise Control. Sent anyway, the
 KafkaTopic turns Ready=False and ``pulumi up`` waits the whole readiness timeout for nothing.
 The program exports the layout it deployed (``topicLayout``) and reads it back from its own
-stack on the next run, before it declares anything, so such a change stops with a message
-that says what to do instead.
-
-The read is the engine's ``pulumi:pulumi:readStackOutputs`` (what a StackReference does), made
-as a plain invoke so that it can be retried: a local file backend rewrites the checkpoint
-while the update runs, and a read that meets it half-written fails with "failed to load
-checkpoint: EOF" (seen in this project's engine tests). The backend gives no signal to wait
-for, so the read is retried a few times with a short, growing pause.
+stack on the next run, so such a change stops with a message that says what to do instead.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pulumi
-
 from infra.config import PROJECT, StackConfig
-from infra.errors import ConfigError, DeployedStateError
+from infra.errors import ConfigError
 
 OUTPUT = "topicLayout"
 """The stack output that records the deployed layout."""
-READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
-"""The engine's built-in function behind StackReference."""
-READ_ATTEMPTS = 6
-FIRST_PAUSE_SECONDS = 0.1
-"""Doubled after each failed read: at most ~3 s in all."""
-
-
-def own_stack_name() -> str:
-    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-
-
-def read_deployed_outputs(stack_name: str) -> Mapping[str, Any]:
-    """The outputs of ``stack_name``'s last update ({} before the first)."""
-    pause = FIRST_PAUSE_SECONDS
-    for attempt in range(1, READ_ATTEMPTS + 1):
-        try:
-            result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": stack_name})
-        except Exception as error:  # the SDK raises a bare Exception for a failed invoke
-            if attempt == READ_ATTEMPTS:
-                raise DeployedStateError(
-                    f"could not read the outputs of stack {stack_name} to check the topics' "
-                    f"partitions and replicas against what is deployed: {error}"
-                ) from error
-            time.sleep(pause)
-            pause *= 2
-            continue
-        value = result.value if isinstance(result.value, Mapping) else {}
-        outputs = value.get("outputs")
-        return outputs if isinstance(outputs, Mapping) else {}
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def checked_layout(config: StackConfig) -> TopicLayout:
-    """The config's layout once checked against the one this stack last deployed."""
-    deployed = read_deployed_outputs(own_stack_name()).get(OUTPUT)
-    return checked_change(deployed_layout(deployed), TopicLayout.of(config))
 
 
 @dataclass(frozen=True)

@@ -198,28 +198,29 @@ class KafkaTopics(pulumi.ComponentResource):
     """One KafkaTopic per task of the catalog plus retry and dead-letter, each awaited Ready.
 
     ``layout`` is the config's TopicLayout once checked against the deployed one
-    (infra.topic_layout)."""
+    (infra.topic_layout): a change Kafka would refuse fails the run before a topic is sent."""
 
     def __init__(
         self,
         name: str,
         config: StackConfig,
         cluster: KafkaCluster,
-        layout: TopicLayout,
+        layout: pulumi.Output[TopicLayout],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kafka-tasks:platform:KafkaTopics", name, None, opts)
-        specs = [
-            (topic, layout.partitions, config.topic_retention_ms)
-            for topic in config.consumed_topics
+        partitions = layout.apply(lambda checked: checked.partitions)
+        specs: list[tuple[str, pulumi.Output[int], int]] = [
+            (topic, partitions, config.topic_retention_ms) for topic in config.consumed_topics
         ]
         specs.append(
             (
                 config.dead_letter_topic,
-                layout.dead_letter_partitions,
+                layout.apply(lambda checked: checked.dead_letter_partitions),
                 config.dead_letter_retention_ms,
             )
         )
+        replicas = layout.apply(lambda checked: checked.replicas)
         self.topic_names = [topic for topic, _, _ in specs]
         self.topics = [
             k8s.apiextensions.CustomResource(
@@ -237,7 +238,7 @@ class KafkaTopics(pulumi.ComponentResource):
                 spec={
                     "topicName": topic,
                     "partitions": partitions,
-                    "replicas": layout.replicas,
+                    "replicas": replicas,
                     "config": {"retention.ms": retention_ms, "cleanup.policy": "delete"},
                 },
                 # The topic operator only exists once the Kafka resource is Ready.

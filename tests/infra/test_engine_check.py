@@ -34,12 +34,13 @@ from infra.render import (
     PREVIEW_SECRET,
     PREVIEW_SECRETS,
     REPO_ROOT,
+    STACK_REFERENCE_TYPE,
     STACKS,
     as_config_string,
 )
 from infra.render import stack_config as committed_config
 
-STAND_INS = Path(__file__).parent.parent / "charts"
+STAND_INS = Path(__file__).parent / "charts"
 OVERRIDES = charts.local_chart_overrides(STAND_INS)
 SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 """How Pulumi's state marks a secret value: {SIG_KEY: SIG, "ciphertext": ...}."""
@@ -163,9 +164,15 @@ def test_preview_and_up_create_every_resource(life: StackLife) -> None:
     report = life.report
     assert set(report.preview_steps) == {"create"}
     assert report.up_steps == report.preview_steps
-    # The state holds what was created and the providers it was created with, nothing else.
-    providers = [r for r in life.state_after_up if r["type"].startswith("pulumi:providers:")]
-    assert report.state_resources == report.up_steps["create"] + len(providers)
+    # The state holds what was created, the providers, and the read of the stack's own
+    # outputs (infra.topic_layout), nothing else.
+    not_created = [
+        r["type"]
+        for r in life.state_after_up
+        if r["type"].startswith("pulumi:providers:") or r["type"] == STACK_REFERENCE_TYPE
+    ]
+    assert STACK_REFERENCE_TYPE in not_created
+    assert report.state_resources == report.up_steps["create"] + len(not_created)
 
 
 def test_the_engine_renders_what_the_mocks_render_and_the_charts(life: StackLife) -> None:
@@ -232,8 +239,10 @@ def test_secrets_stay_encrypted_in_the_stack_file_and_the_state(life: StackLife)
 
 
 def test_a_second_up_changes_nothing(life: StackLife) -> None:
+    """Everything is "same"; the one "read" is the stack's reference to its own outputs,
+    read again on every run by design (infra.topic_layout)."""
     changes = steps(life.second_up.summary.resource_changes or {})
-    assert changes == {"same": life.report.up_steps["create"]}
+    assert changes == {"same": life.report.up_steps["create"], "read": 1}
 
 
 def test_a_config_change_shows_exactly_the_expected_diff(life: StackLife) -> None:
@@ -246,7 +255,9 @@ def test_a_config_change_shows_exactly_the_expected_diff(life: StackLife) -> Non
         if event.resource_pre_event is not None
         and event.resource_pre_event.metadata.op.value != "same"
     }
-    assert changed == {("update", "autoscaling-scaled-object")}
+    # The read is the stack's reference to its own outputs, made on every run.
+    own_outputs = f"organization/kafka-tasks/{life.stack}"
+    assert changed == {("update", "autoscaling-scaled-object"), ("read", own_outputs)}
     (update,) = [
         e.resource_pre_event.metadata
         for e in life.change_events
