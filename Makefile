@@ -8,7 +8,7 @@ UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 DEVSTACK := $(RUN) python -m devstack
 
-.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest preview keda-scaler keda-check clean loadtest bench bench-scale bench-down chaos chaos-down
+.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest engine preview charts-check keda-scaler keda-check clean loadtest bench bench-scale bench-down chaos chaos-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ down: ## stop everything the local stack started
 status: ## what runs where, and where its logs are
 	@$(DEVSTACK) status
 
-test: tools check keda-scaler pytest ## lint, type-check and run every test against a real Kafka and Redis
+test: tools engine check keda-scaler pytest ## lint, type-check and run every test (real Kafka, Redis, Pulumi engine, KEDA scaler)
 
 check: lint typecheck ## static checks only
 
@@ -50,8 +50,18 @@ typecheck: sync ## mypy --strict on services, devstack, infra and kedacheck
 pytest: sync ## the test suite only
 	@$(RUN) pytest
 
-preview: sync ## render every stack's Kubernetes objects offline and validate them (build/manifests/)
-	@$(RUN) python -m infra.preview
+engine: sync ## build and cache the real Pulumi CLI, Kubernetes provider and helm (cold ~25 min, then seconds)
+	@$(RUN) python -m infra.engine build
+
+# CHARTS=tests/infra/charts (or a mirror folder) takes every Helm chart from there instead of
+# the public chart registries.
+CHARTS ?=
+
+preview: engine ## mocks + the real engine (preview, render-mode up) for every stack, compared and validated
+	@$(RUN) python -m infra.preview --engine $(if $(CHARTS),--local-charts $(CHARTS))
+
+charts-check: engine ## refuse charts whose Helm hooks Chart v4 would drop (CHARTS= as for preview)
+	@$(RUN) python -m infra.charts $(if $(CHARTS),--local-charts $(CHARTS))
 
 keda-scaler: sync ## build KEDA's kafka scaler at each stack's chart version (~9 min once, cached in ~/.cache)
 	@$(RUN) python -m kedacheck --build-only

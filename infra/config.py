@@ -15,12 +15,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal, Self
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
 
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from infra.errors import ConfigError
 from infra.quantities import parse_quantity
 from services.core import topics
 from services.core.settings import Namespace
@@ -43,10 +45,6 @@ _K8S_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 KubernetesName = Annotated[str, Field(pattern=_K8S_NAME)]
 Quantity = Annotated[str, Field(min_length=1)]
 Seconds = Annotated[int, Field(ge=1, le=86_400)]
-
-
-class ConfigError(Exception):
-    """A stack config value that makes no sense; the message names the key and the fix."""
 
 
 class StackConfig(BaseModel):
@@ -77,8 +75,14 @@ class StackConfig(BaseModel):
     """How long pulumi waits for each custom resource (Kafka, topics, ScaledObject) to be Ready."""
 
     # --- Strimzi and Kafka -------------------------------------------------------------------
+    strimzi_chart: str = "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
+    """Strimzi operator chart: an OCI reference, a chart name in strimziChartRepository, or a
+    local chart directory or .tgz (air-gapped clusters)."""
+    strimzi_chart_repository: str = ""
+    """HTTP(S) Helm repository holding strimziChart; empty for OCI references and local paths."""
     strimzi_chart_version: str = "1.2.0"
-    """Version of the strimzi-kafka-operator Helm chart (OCI, quay.io/strimzi-helm)."""
+    """Version of the strimzi-kafka-operator Helm chart (also selects the CRDs it is checked
+    against)."""
     kafka_cluster_name: KubernetesName = "kafka-tasks"
     """Name of the Strimzi Kafka resource; the bootstrap Service is <name>-kafka-bootstrap."""
     kafka_version: str = "4.3.1"
@@ -107,6 +111,20 @@ class StackConfig(BaseModel):
     """Memory request of each Kafka node."""
     kafka_memory_limit: Quantity = "2Gi"
     """Memory limit of each Kafka node."""
+    kafka_controller_storage_size: Quantity = "10Gi"
+    """Persistent volume size of each dedicated KRaft controller (it holds only the metadata
+    log)."""
+    kafka_controller_cpu_request: Quantity = "250m"
+    """CPU request of each dedicated KRaft controller."""
+    kafka_controller_cpu_limit: Quantity = "1"
+    """CPU limit of each dedicated KRaft controller."""
+    kafka_controller_memory_request: Quantity = "1Gi"
+    """Memory request of each dedicated KRaft controller."""
+    kafka_controller_memory_limit: Quantity = "1Gi"
+    """Memory limit of each dedicated KRaft controller."""
+    kafka_node_spread: Literal["DoNotSchedule", "ScheduleAnyway"] = "DoNotSchedule"
+    """Spread of each Kafka node pool over Kubernetes nodes: DoNotSchedule keeps its pods on
+    different nodes (so one node lost is one broker lost); ScheduleAnyway only prefers it."""
 
     # --- Topics --------------------------------------------------------------------------------
     topic_partitions: Annotated[int, Field(ge=1, le=1000)] = 12
@@ -141,8 +159,24 @@ class StackConfig(BaseModel):
     # --- Ingress -------------------------------------------------------------------------------
     ingress_mode: Literal["gateway", "ingress-nginx"] = "gateway"
     """gateway: Envoy Gateway + HTTPRoute (maintained); ingress-nginx: retired in March 2026."""
+    api_exposure: Literal["LoadBalancer", "NodePort", "ClusterIP"] = "LoadBalancer"
+    """Service type in front of the gateway or ingress controller: LoadBalancer (cloud, or
+    MetalLB), NodePort (bare metal), ClusterIP (kubectl port-forward; kind, minikube)."""
+    envoy_gateway_chart: str = "oci://docker.io/envoyproxy/gateway-helm"
+    """Envoy Gateway chart: an OCI reference, a chart name in envoyGatewayChartRepository, or a
+    local chart directory or .tgz."""
+    envoy_gateway_chart_repository: str = ""
+    """HTTP(S) Helm repository holding envoyGatewayChart; empty for OCI references and paths."""
     envoy_gateway_chart_version: str = "v1.9.1"
-    """Version of the Envoy Gateway Helm chart (OCI, docker.io/envoyproxy/gateway-helm)."""
+    """Version of the Envoy Gateway Helm chart (also selects the Gateway API CRDs checked)."""
+    envoy_gateway_image: str = ""
+    """Envoy Gateway image for the controller and its certgen Job; empty:
+    docker.io/envoyproxy/gateway:<envoyGatewayChartVersion>."""
+    ingress_nginx_chart: str = "ingress-nginx"
+    """ingress-nginx chart: a chart name in ingressNginxChartRepository, an OCI reference, or a
+    local chart directory or .tgz."""
+    ingress_nginx_chart_repository: str = "https://kubernetes.github.io/ingress-nginx"
+    """HTTP(S) Helm repository holding ingressNginxChart; empty for OCI references and paths."""
     ingress_nginx_chart_version: str = "4.15.1"
     """Version of the ingress-nginx Helm chart (4.15.1 is its final release, March 2026)."""
     api_host: str = "tasks.example.com"
@@ -152,8 +186,14 @@ class StackConfig(BaseModel):
     empty serves plain HTTP."""
 
     # --- KEDA and autoscaling ----------------------------------------------------------------
-    keda_chart_version: str = "2.20.1"
-    """Version of the KEDA Helm chart (kedacore.github.io/charts)."""
+    keda_chart: str = "keda"
+    """KEDA chart: a chart name in kedaChartRepository, an OCI reference, or a local chart
+    directory or .tgz."""
+    keda_chart_repository: str = "https://kedacore.github.io/charts"
+    """HTTP(S) Helm repository holding kedaChart; empty for OCI references and local paths."""
+    keda_chart_version: str = "2.20.2"
+    """Version of the KEDA Helm chart (2.20.2 or later: 2.20.1 marks a ScaledObject not Ready
+    whenever its HPA is not actively scaling, which fails the readiness wait)."""
     worker_min_replicas: Annotated[int, Field(ge=0)] = 1
     """KEDA minReplicaCount of the workers (0 allows scale to zero)."""
     worker_max_replicas: Annotated[int, Field(ge=1)] = 12
@@ -240,9 +280,88 @@ class StackConfig(BaseModel):
         )
 
     @property
+    def envoy_gateway_image_ref(self) -> str:
+        """The Envoy Gateway image: configured, or the one matching the chart version."""
+        return self.envoy_gateway_image or (
+            f"{ENVOY_GATEWAY_IMAGE_REPOSITORY}:{self.envoy_gateway_chart_version}"
+        )
+
+    def chart_sources(self) -> dict[str, ChartSource]:
+        """Where each Helm chart comes from, by the config key prefix that sets it."""
+        return {
+            "strimziChart": ChartSource(
+                "strimziChart",
+                self.strimzi_chart,
+                self.strimzi_chart_repository,
+                self.strimzi_chart_version,
+            ),
+            "kedaChart": ChartSource(
+                "kedaChart", self.keda_chart, self.keda_chart_repository, self.keda_chart_version
+            ),
+            "envoyGatewayChart": ChartSource(
+                "envoyGatewayChart",
+                self.envoy_gateway_chart,
+                self.envoy_gateway_chart_repository,
+                self.envoy_gateway_chart_version,
+            ),
+            "ingressNginxChart": ChartSource(
+                "ingressNginxChart",
+                self.ingress_nginx_chart,
+                self.ingress_nginx_chart_repository,
+                self.ingress_nginx_chart_version,
+            ),
+        }
+
+    @property
     def kafka_node_count(self) -> int:
         """Nodes that hold data: brokers, or combined nodes."""
         return self.kafka_broker_replicas
+
+
+ENVOY_GATEWAY_IMAGE_REPOSITORY = "docker.io/envoyproxy/gateway"
+"""Where Envoy Gateway publishes its controller image, tagged like its chart (v1.9.1)."""
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """One Helm chart's origin: a public repository by default, a mirror or a local path for
+    air-gapped clusters (set per stack with ``<key>``, ``<key>Repository``, ``<key>Version``)."""
+
+    key: str
+    chart: str
+    repository: str
+    version: str
+
+    @property
+    def is_oci(self) -> bool:
+        return self.chart.startswith("oci://")
+
+    @property
+    def is_local(self) -> bool:
+        return self.chart.startswith(("/", "./", "../")) or self.chart.endswith(".tgz")
+
+    def problem(self) -> str | None:
+        """Why this source cannot be used, naming the keys to fix; None when it can."""
+        if (self.is_oci or self.is_local) and self.repository:
+            return (
+                f"{self.key}={self.chart!r} is an OCI reference or a local path, so "
+                f"{self.key}Repository={self.repository!r} would be ignored; empty it."
+            )
+        if not (self.is_oci or self.is_local) and not self.repository:
+            return (
+                f"{self.key}={self.chart!r} is a chart name but {self.key}Repository is empty; "
+                "set the repository URL, or use oci://... or a local chart path."
+            )
+        if self.is_local and not Path(self.chart).exists():
+            return f"{self.key}={self.chart!r}: no chart directory or archive at that path."
+        return None
+
+    def chart_args(self) -> dict[str, Any]:
+        """The keyword arguments of ``kubernetes.helm.v4.Chart`` that select this chart."""
+        args: dict[str, Any] = {"chart": self.chart, "version": self.version}
+        if self.repository:
+            args["repository_opts"] = {"repo": self.repository}
+        return args
 
 
 KAFKA_PLAIN_PORT = 9092
@@ -340,7 +459,7 @@ def _rule_odd_controller_quorum(c: StackConfig) -> str | None:
 
 
 def _rule_limits_cover_requests(c: StackConfig) -> str | None:
-    for who in ("kafka", "redis", "api", "worker"):
+    for who in ("kafka", "kafka_controller", "redis", "api", "worker"):
         for what in ("cpu", "memory"):
             request_key, limit_key = f"{who}_{what}_request", f"{who}_{what}_limit"
             request, limit = getattr(c, request_key), getattr(c, limit_key)
@@ -357,7 +476,7 @@ def _rule_limits_cover_requests(c: StackConfig) -> str | None:
 
 
 def _rule_sizes_are_quantities(c: StackConfig) -> str | None:
-    for key in ("kafka_storage_size", "redis_storage_size"):
+    for key in ("kafka_storage_size", "kafka_controller_storage_size", "redis_storage_size"):
         try:
             size = parse_quantity(getattr(c, key))
         except ValueError as error:
@@ -385,6 +504,14 @@ def _rule_images_pinned(c: StackConfig) -> str | None:
     return None
 
 
+def _rule_chart_sources(c: StackConfig) -> str | None:
+    for source in c.chart_sources().values():
+        problem = source.problem()
+        if problem is not None:
+            return problem
+    return None
+
+
 def _rule_api_host(c: StackConfig) -> str | None:
     if not _HOSTNAME.match(c.api_host):
         return f"apiHost={c.api_host!r} is not a DNS host name (e.g. tasks.example.com)."
@@ -403,6 +530,7 @@ _RULES = (
     _rule_sizes_are_quantities,
     _rule_dead_letters_outlive_tasks,
     _rule_images_pinned,
+    _rule_chart_sources,
     _rule_api_host,
 )
 

@@ -1,12 +1,19 @@
-"""Offline preview: render every stack through the mocks, write and validate the manifests.
+"""Preview every stack without a cluster: through the mocks, and through the real engine.
 
-    uv run python -m infra.preview [stack ...]
+    uv run python -m infra.preview [stack ...] [--engine] [--local-charts DIR]
 
-Writes ``build/manifests/<stack>/``: one YAML file per Kubernetes object, plus ``charts.yaml``
-(the Helm charts with version and values; their own objects are rendered by the provider at
-deploy time and are not available offline). Built-in kinds are validated against the official
-Kubernetes JSON schemas (kubernetes-validate), custom resources against ``infra.crd_models``.
-Exits 1 on any schema error, so CI can gate on it.
+Mocks: writes ``build/manifests/<stack>/``, one YAML file per Kubernetes object the program
+declares, plus ``charts.yaml`` (the Helm charts with version and values). Built-in kinds are
+validated against the official Kubernetes JSON schemas (kubernetes-validate), custom
+resources against the real CRDs of the versions the stack deploys (infra.crds).
+
+``--engine`` (what ``make preview`` runs): the real Pulumi CLI and Kubernetes provider (built by
+``make engine``) also run ``pulumi preview`` and a render-mode ``pulumi up`` of each stack;
+the objects the provider writes (charts' objects included) are compared with the mocks' and
+validated the same way. Charts come from their configured sources, so without access to the
+chart registries pass ``--local-charts`` (a mirror folder, or tests/infra/charts).
+
+Exits 1 on any schema error or unexplained difference, so CI can gate on it.
 """
 
 from __future__ import annotations
@@ -14,24 +21,33 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import kubernetes_validate
 import yaml
 
-from infra.config import ConfigError
-from infra.crd_models import SPEC_MODELS, validate_custom_resource
-from infra.render import REPO_ROOT, STACKS, Registered, RenderedStack, render_stack
+from infra.charts import local_chart_overrides
+from infra.config import parse_config
+from infra.errors import ConfigError
+from infra.manifests import ManifestValidator
+from infra.render import (
+    REPO_ROOT,
+    STACK_REFERENCE_TYPE,
+    STACKS,
+    Registered,
+    RenderedStack,
+    render,
+    stack_config,
+)
 
-KUBERNETES_VERSION = "1.34.0"
-"""The Kubernetes version whose schemas the built-in kinds are checked against."""
+if TYPE_CHECKING:
+    from infra.engine.check import EngineReport
+
 OUTPUT_ROOT = REPO_ROOT / "build" / "manifests"
 HELM_CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
-CUSTOM_GROUPS = {api_version.rpartition("/")[0] for api_version, _ in SPEC_MODELS}
-"""API groups validated by infra.crd_models; any other version of them is an error there."""
 
 
 @dataclass
@@ -52,47 +68,6 @@ def manifest_of(resource: Registered) -> dict[str, Any]:
     return {**head, **fields}
 
 
-def validate_manifest(manifest: dict[str, Any]) -> list[str]:
-    """Schema errors of one object; [] when it is valid."""
-    group = str(manifest.get("apiVersion", "")).rpartition("/")[0]
-    if group in CUSTOM_GROUPS:
-        errors = validate_custom_resource(manifest)
-        errors.extend(_validate_hpa_behavior(manifest))
-        return errors
-    try:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        path = "/".join(str(p) for p in error.path)
-        return [f"{path}: {error.message}"]
-    except kubernetes_validate.InvalidSchemaError as error:
-        return [str(error)]
-    except kubernetes_validate.SchemaNotFoundError as error:
-        return [f"no Kubernetes {KUBERNETES_VERSION} schema: {error}"]
-    return []
-
-
-def _validate_hpa_behavior(manifest: dict[str, Any]) -> list[str]:
-    """A ScaledObject's HPA behavior is passed through verbatim to an autoscaling/v2 HPA,
-    so check it with that schema."""
-    if manifest.get("kind") != "ScaledObject":
-        return []
-    advanced = manifest.get("spec", {}).get("advanced") or {}
-    behavior = (advanced.get("horizontalPodAutoscalerConfig") or {}).get("behavior")
-    if behavior is None:
-        return []
-    hpa = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "behavior-check"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
-            "maxReplicas": 1,
-            "behavior": behavior,
-        },
-    }
-    return [f"advanced.horizontalPodAutoscalerConfig.behavior: {e}" for e in validate_manifest(hpa)]
-
-
 def _file_name(manifest: dict[str, Any]) -> str:
     """Stable across runs (registration order is not), grouped by namespace then kind."""
     metadata = manifest.get("metadata", {})
@@ -100,8 +75,12 @@ def _file_name(manifest: dict[str, Any]) -> str:
     return f"{namespace}--{manifest['kind'].lower()}--{metadata.get('name')}.yaml"
 
 
-def check_stack(stack: str, out_dir: Path | None) -> StackReport:
-    report = StackReport(stack, render_stack(stack))
+def check_stack(
+    stack: str, out_dir: Path | None, overrides: dict[str, Any] | None = None
+) -> StackReport:
+    values = {**stack_config(stack), **(overrides or {})}
+    report = StackReport(stack, render(stack, values))
+    validator = ManifestValidator(parse_config(values))
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
@@ -111,10 +90,10 @@ def check_stack(stack: str, out_dir: Path | None) -> StackReport:
         if resource.type == HELM_CHART_TYPE:
             charts.append({"resource": resource.name, **manifest_of(resource)})
             continue
-        if not resource.custom:
+        if not resource.custom or resource.type == STACK_REFERENCE_TYPE:
             continue
         manifest = manifest_of(resource)
-        for error in validate_manifest(manifest):
+        for error in validator.validate(manifest):
             report.errors.append(f"{manifest.get('kind')} {resource.name}: {error}")
         index += 1
         if out_dir is not None:
@@ -195,8 +174,11 @@ def prerequisites(rendered: RenderedStack, kind: str) -> list[str]:
     by_urn = {r.urn: r for r in rendered.resources}
     graph = wait_graph(rendered)
     lines = []
-    for r in sorted(rendered.kind(kind), key=lambda r: r.name):
+    of_kind = rendered.by_type(HELM_CHART_TYPE) if kind == "Chart" else rendered.kind(kind)
+    for r in sorted(of_kind, key=lambda r: r.name):
         waited = Counter(_kind(by_urn[u]) for u in graph[r.urn])
+        if not waited:
+            continue
         listed = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(waited.items()))
         lines.append(f"{kind}/{r.name} waits for: {listed}")
     return lines
@@ -215,7 +197,7 @@ def _label(r: Registered) -> str:
 
 def summary(report: StackReport) -> str:
     rendered = report.rendered
-    kinds = Counter(r.inputs.get("kind") for r in rendered.resources if r.custom)
+    kinds = Counter(r.inputs["kind"] for r in rendered.resources if r.custom and "kind" in r.inputs)
     components = [r for r in rendered.resources if r.type.startswith("kafka-tasks:")]
     lines = [
         f"== {report.stack}: {len(rendered.resources)} resources "
@@ -225,7 +207,7 @@ def summary(report: StackReport) -> str:
         "   longest wait chain: " + " -> ".join(dependency_chain(rendered)),
         *(
             f"   {line}"
-            for kind in ("Deployment", "ScaledObject")
+            for kind in ("Deployment", "ScaledObject", "Chart", "Gateway")
             for line in prerequisites(rendered, kind)
         ),
         f"   outputs: {rendered.outputs}",
@@ -236,21 +218,54 @@ def summary(report: StackReport) -> str:
     return "\n".join(lines)
 
 
+def engine_summary(report: EngineReport) -> str:
+    """What the real engine did for one stack."""
+    comparison = report.comparison
+    kinds = report.kinds()
+    lines = [
+        f"   engine: preview {report.preview_steps}, up {report.up_steps}, "
+        f"{report.state_resources} resources in the state, {len(report.rendered)} objects rendered",
+        "   rendered: " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())),
+        f"   engine vs mocks: {comparison.same} objects identical, {comparison.chart_objects} "
+        f"from Helm charts (engine only), {len(comparison.differences)} unexplained differences, "
+        + ("schema OK" if not report.errors else f"{len(report.errors)} SCHEMA ERRORS"),
+    ]
+    lines.extend(f"   ! {difference}" for difference in comparison.differences)
+    lines.extend(f"   ! {error}" for error in report.errors)
+    return "\n".join(lines)
+
+
+def run_engine(stack: str, overrides: dict[str, Any]) -> bool:
+    """The engine check of one stack, printed; True when it passed."""
+    from infra.engine.check import check_stack as engine_check
+    from infra.engine.workspace import print_output
+
+    with tempfile.TemporaryDirectory(prefix=f"kt-engine-{stack}-") as scratch:
+        report, _ = engine_check(stack, Path(scratch), overrides, print_output(f"   [{stack}] "))
+    print(engine_summary(report))
+    return not report.errors and not report.comparison.differences
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("stacks", nargs="*", default=list(STACKS))
     parser.add_argument("--out", type=Path, default=OUTPUT_ROOT)
+    parser.add_argument("--engine", action="store_true", help="also run the real engine")
+    parser.add_argument("--local-charts", type=Path, help="take every chart from this folder")
     args = parser.parse_args(argv)
+    overrides = local_chart_overrides(args.local_charts) if args.local_charts else {}
     failed = False
     for stack in args.stacks:
         try:
-            report = check_stack(stack, args.out / stack)
+            report = check_stack(stack, args.out / stack, overrides)
         except ConfigError as error:
             print(f"== {stack}: {error}")
             failed = True
             continue
-        print(summary(report))
+        print(summary(report), flush=True)
         failed = failed or bool(report.errors)
+        if args.engine:
+            failed = not run_engine(stack, overrides) or failed
     return 1 if failed else 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 
 from infra import config as stack_config
+from infra import topic_layout
 from infra.components.app import Application, kafka_client_peers
 from infra.components.ingress import ApiIngress
 from infra.components.kafka import KafkaCluster, KafkaTopics
@@ -31,7 +32,17 @@ def define_stack() -> None:
         operator=strimzi.chart,
         client_peers=kafka_client_peers(config, KEDA_OPERATOR),
     )
-    topics = KafkaTopics("topics", config, kafka)
+    # The topics' deployed layout, read back from this stack's own outputs: a change Kafka
+    # cannot make stops the run here instead of leaving KafkaTopics Ready=False.
+    deployed = pulumi.StackReference(
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    ).get_output(topic_layout.OUTPUT)
+    layout = deployed.apply(
+        lambda outputs: topic_layout.checked_change(
+            topic_layout.deployed_layout(outputs), topic_layout.TopicLayout.of(config)
+        )
+    )
+    topics = KafkaTopics("topics", config, kafka, layout)
     redis = Redis(
         "redis",
         config,
@@ -56,3 +67,4 @@ def define_stack() -> None:
     pulumi.export("kafkaBootstrap", kafka.bootstrap)
     pulumi.export("topicNames", topics.topic_names)
     pulumi.export("consumerGroup", config.consumer_group)
+    pulumi.export(topic_layout.OUTPUT, layout.apply(lambda checked: checked.as_output()))

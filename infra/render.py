@@ -19,11 +19,16 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from infra.config import PROJECT, SECRET_KEYS, ConfigError
+from infra.config import PROJECT, SECRET_KEYS
+from infra.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("dev", "staging", "prod")
 PREVIEW_SECRET = "preview-only-not-a-secret"
+PREVIEW_SECRETS = {
+    key: PREVIEW_SECRET if key != "apiKeys" else '["preview"]' for key in SECRET_KEYS
+}
+"""Placeholder secrets of offline renders and engine checks: never real, never deployed."""
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 
@@ -134,6 +139,24 @@ class RecordingMonitor(mocks.MockMonitor):
             )
         return response
 
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        """A read resource (the program's reference to its own stack) is recorded too."""
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        self.registered.append(
+            Registered(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=True,
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                inputs=_integral(_plain(rpc.deserialize_properties(request.properties))),
+                secret_paths=[],
+                state=_integral(_plain(rpc.deserialize_properties(response.properties))),
+            )
+        )
+        return response
+
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
         if "::pulumi:pulumi:Stack::" in request.urn:
             self.stack_outputs = _integral(_plain(rpc.deserialize_properties(request.outputs)))
@@ -151,10 +174,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
+LOCAL_ORGANIZATION = "organization"
+"""The organization a local (file) backend reports, as the engine checks use."""
+
+
 class PlatformMocks(mocks.Mocks):
-    """Echo inputs back as state, filling in what the API server or Pulumi would add."""
+    """Echo inputs back as state, filling in what the API server or Pulumi would add.
+    ``deployed_outputs`` is what the stack's previous run exported (read by the program
+    through a reference to its own stack); empty for a first deploy."""
+
+    def __init__(self, deployed_outputs: dict[str, Any] | None = None) -> None:
+        self.deployed_outputs = deployed_outputs or {}
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == STACK_REFERENCE_TYPE:
+            state = {
+                "name": args.inputs["name"],
+                "outputs": self.deployed_outputs,
+                "secretOutputNames": [],
+            }
+            return str(args.inputs["name"]), state
         state = dict(args.inputs)
         metadata = state.get("metadata")
         if isinstance(metadata, dict) and "name" not in metadata:
@@ -204,19 +244,27 @@ def _ignore_repeated_config_errors(
 
 
 def render(
-    stack: str, values: dict[str, Any], secrets: dict[str, str] | None = None
+    stack: str,
+    values: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    deployed_outputs: dict[str, Any] | None = None,
 ) -> RenderedStack:
-    """Run the program for ``stack`` with plain ``values`` and secret ``secrets``."""
+    """Run the program for ``stack`` with plain ``values`` and secret ``secrets``, as a
+    first deploy or after one that exported ``deployed_outputs``."""
     from infra.program import define_stack  # late: the program reads config when run
 
-    secrets = (
-        {key: PREVIEW_SECRET if key != "apiKeys" else '["preview"]' for key in SECRET_KEYS}
-        if secrets is None
-        else secrets
-    )
-    monitor = RecordingMonitor(PlatformMocks())
+    secrets = dict(PREVIEW_SECRETS) if secrets is None else secrets
+    platform = PlatformMocks(deployed_outputs)
+    monitor = RecordingMonitor(platform)
     settings.reset_options()
-    mocks.set_mocks(PlatformMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    mocks.set_mocks(
+        platform,
+        project=PROJECT,
+        stack=stack,
+        preview=False,
+        monitor=monitor,
+        organization=LOCAL_ORGANIZATION,
+    )
     # set_mocks creates a bare root stack; drop it so run_in_stack creates the real one and
     # registers the exported outputs when the program ends.
     settings.ROOT.set(None)

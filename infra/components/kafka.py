@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import KAFKA_PLAIN_PORT, StackConfig
-from infra.k8s import wait_until_ready
+from infra.k8s import resources, wait_until_ready
+from infra.topic_layout import TopicLayout
 
 STRIMZI_API_VERSION = "kafka.strimzi.io/v1"
 """Strimzi 1.x serves only v1 (v1beta2 was removed in 1.0)."""
 CLUSTER_LABEL = "strimzi.io/cluster"
+POOL_LABEL = "strimzi.io/pool-name"
+"""Strimzi labels every pod of a node pool with its pool's name."""
 
 
-def _storage(config: StackConfig) -> dict[str, Any]:
+def _storage(config: StackConfig, size: str) -> dict[str, Any]:
     volume: dict[str, Any] = {
         "id": 0,
         "type": "persistent-claim",
-        "size": config.kafka_storage_size,
+        "size": size,
         # Keep the data when the Kafka resource is deleted by mistake; tear-down is explicit.
         "deleteClaim": False,
         # KRaft metadata lives on the same volume as the data: one volume per node.
@@ -30,11 +34,77 @@ def _storage(config: StackConfig) -> dict[str, Any]:
     return {"type": "jbod", "volumes": [volume]}
 
 
-def _node_resources(config: StackConfig) -> dict[str, dict[str, str]]:
-    return {
-        "requests": {"cpu": config.kafka_cpu_request, "memory": config.kafka_memory_request},
-        "limits": {"cpu": config.kafka_cpu_limit, "memory": config.kafka_memory_limit},
-    }
+@dataclass(frozen=True)
+class NodePool:
+    """One KafkaNodePool: its roles and its own sizing."""
+
+    name: str
+    replicas: int
+    roles: list[str]
+    storage_size: str
+    resources: dict[str, dict[str, str]]
+
+
+def node_pools(config: StackConfig) -> list[NodePool]:
+    """Combined: one pool with both roles sized like brokers. Dedicated: controllers, which
+    hold only the metadata log, get their own (small) sizing; brokers get the Kafka sizing."""
+    broker_resources = resources(
+        config.kafka_cpu_request,
+        config.kafka_cpu_limit,
+        config.kafka_memory_request,
+        config.kafka_memory_limit,
+    )
+    if config.kafka_node_layout == "combined":
+        return [
+            NodePool(
+                "dual-role",
+                config.kafka_broker_replicas,
+                ["controller", "broker"],
+                config.kafka_storage_size,
+                broker_resources,
+            )
+        ]
+    return [
+        NodePool(
+            "controller",
+            config.kafka_controller_replicas,
+            ["controller"],
+            config.kafka_controller_storage_size,
+            resources(
+                config.kafka_controller_cpu_request,
+                config.kafka_controller_cpu_limit,
+                config.kafka_controller_memory_request,
+                config.kafka_controller_memory_limit,
+            ),
+        ),
+        NodePool(
+            "broker",
+            config.kafka_broker_replicas,
+            ["broker"],
+            config.kafka_storage_size,
+            broker_resources,
+        ),
+    ]
+
+
+def pool_spread(config: StackConfig, cluster: str, pool: str) -> list[dict[str, Any]]:
+    """Spread one pool's pods over nodes (as configured: by default never two on one node,
+    which is what "one broker can be down" assumes) and, where possible, over zones."""
+    pool_pods = {"matchLabels": {CLUSTER_LABEL: cluster, POOL_LABEL: pool}}
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": config.kafka_node_spread,
+            "labelSelector": pool_pods,
+        },
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": pool_pods,
+        },
+    ]
 
 
 class KafkaCluster(pulumi.ComponentResource):
@@ -54,29 +124,31 @@ class KafkaCluster(pulumi.ComponentResource):
         self.namespace = ns
         cluster = config.kafka_cluster_name
 
-        if config.kafka_node_layout == "combined":
-            pools = {"dual-role": (config.kafka_broker_replicas, ["controller", "broker"])}
-        else:
-            pools = {
-                "controller": (config.kafka_controller_replicas, ["controller"]),
-                "broker": (config.kafka_broker_replicas, ["broker"]),
-            }
         self.node_pools = [
             k8s.apiextensions.CustomResource(
-                f"{name}-pool-{pool}",
+                f"{name}-pool-{pool.name}",
                 api_version=STRIMZI_API_VERSION,
                 kind="KafkaNodePool",
-                metadata={"name": pool, "namespace": ns, "labels": {CLUSTER_LABEL: cluster}},
+                metadata={
+                    "name": pool.name,
+                    "namespace": ns,
+                    "labels": {CLUSTER_LABEL: cluster},
+                },
                 spec={
-                    "replicas": replicas,
-                    "roles": roles,
-                    "storage": _storage(config),
-                    "resources": _node_resources(config),
+                    "replicas": pool.replicas,
+                    "roles": pool.roles,
+                    "storage": _storage(config, pool.storage_size),
+                    "resources": pool.resources,
+                    "template": {
+                        "pod": {
+                            "topologySpreadConstraints": pool_spread(config, cluster, pool.name)
+                        }
+                    },
                 },
                 # The CRDs come with the operator chart.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[operator]),
             )
-            for pool, (replicas, roles) in pools.items()
+            for pool in node_pools(config)
         ]
 
         rf, isr = config.kafka_replication_factor, config.kafka_min_insync_replicas
@@ -123,27 +195,32 @@ class KafkaCluster(pulumi.ComponentResource):
 
 
 class KafkaTopics(pulumi.ComponentResource):
-    """One KafkaTopic per task of the catalog plus retry and dead-letter, each awaited Ready."""
+    """One KafkaTopic per task of the catalog plus retry and dead-letter, each awaited Ready.
+
+    ``layout`` is the config's TopicLayout once checked against the deployed one
+    (infra.topic_layout): a change Kafka would refuse fails the run before a topic is sent."""
 
     def __init__(
         self,
         name: str,
         config: StackConfig,
         cluster: KafkaCluster,
+        layout: pulumi.Output[TopicLayout],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kafka-tasks:platform:KafkaTopics", name, None, opts)
-        specs = [
-            (topic, config.topic_partitions, config.topic_retention_ms)
-            for topic in config.consumed_topics
+        partitions = layout.apply(lambda checked: checked.partitions)
+        specs: list[tuple[str, pulumi.Output[int], int]] = [
+            (topic, partitions, config.topic_retention_ms) for topic in config.consumed_topics
         ]
         specs.append(
             (
                 config.dead_letter_topic,
-                config.dead_letter_partitions,
+                layout.apply(lambda checked: checked.dead_letter_partitions),
                 config.dead_letter_retention_ms,
             )
         )
+        replicas = layout.apply(lambda checked: checked.replicas)
         self.topic_names = [topic for topic, _, _ in specs]
         self.topics = [
             k8s.apiextensions.CustomResource(
@@ -161,7 +238,7 @@ class KafkaTopics(pulumi.ComponentResource):
                 spec={
                     "topicName": topic,
                     "partitions": partitions,
-                    "replicas": config.topic_replicas,
+                    "replicas": replicas,
                     "config": {"retention.ms": retention_ms, "cleanup.policy": "delete"},
                 },
                 # The topic operator only exists once the Kafka resource is Ready.

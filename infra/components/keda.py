@@ -11,7 +11,6 @@ from infra.config import StackConfig
 from infra.k8s import wait_until_ready
 from services.core.contract import WORKER_AUTO_OFFSET_RESET
 
-KEDA_REPO = "https://kedacore.github.io/charts"
 KEDA_OPERATOR = "keda-operator"
 """app.kubernetes.io/name of the KEDA operator pods, which read the consumer lag."""
 KEDA_API_VERSION = "keda.sh/v1alpha1"
@@ -30,9 +29,7 @@ class Keda(pulumi.ComponentResource):
         super().__init__("kafka-tasks:platform:Keda", name, None, opts)
         self.chart = k8s.helm.v4.Chart(
             f"{name}-chart",
-            chart="keda",
-            version=config.keda_chart_version,
-            repository_opts={"repo": KEDA_REPO},
+            **config.chart_sources()["kedaChart"].chart_args(),
             namespace=namespace.metadata["name"],
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -20,6 +20,8 @@ from infra.k8s import (
 from infra.quantities import parse_quantity
 
 REDIS_NAME = "kafka-tasks-redis"
+REDIS_HEADLESS_NAME = f"{REDIS_NAME}-headless"
+"""The StatefulSet's governing Service: headless, so each pod gets its stable DNS name."""
 REDIS_PORT = 6379
 VALKEY_UID = 999
 """The uid of the ``valkey`` user in the official image."""
@@ -108,6 +110,21 @@ class Redis(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # A StatefulSet's serviceName must name a headless Service (clusterIP: None); clients
+        # keep using the ClusterIP Service above.
+        self.headless_service = k8s.core.v1.Service(
+            f"{name}-headless-service",
+            metadata={"name": REDIS_HEADLESS_NAME, "namespace": ns, "labels": pod_labels},
+            spec=body(
+                {
+                    "clusterIP": "None",
+                    "publishNotReadyAddresses": True,
+                    "selector": selector(REDIS_NAME),
+                    "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis"}],
+                }
+            ),
+            opts=child,
+        )
         ping = {
             "exec": {
                 "command": [
@@ -124,7 +141,7 @@ class Redis(pulumi.ComponentResource):
             metadata={"name": REDIS_NAME, "namespace": ns, "labels": pod_labels},
             spec=body(
                 {
-                    "serviceName": REDIS_NAME,
+                    "serviceName": REDIS_HEADLESS_NAME,
                     "replicas": 1,
                     "selector": {"matchLabels": selector(REDIS_NAME)},
                     "template": {
@@ -180,7 +197,7 @@ class Redis(pulumi.ComponentResource):
                     "volumeClaimTemplates": [volume_claim],
                 }
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.headless_service]),
         )
         # Only the API and the workers may talk to Redis.
         self.network_policy = k8s.networking.v1.NetworkPolicy(

@@ -1,14 +1,12 @@
-"""The Strimzi cluster operator, installed from its OCI Helm chart."""
+"""The Strimzi cluster operator, installed from its Helm chart (OCI by default)."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import charts
 from infra.config import StackConfig
-
-STRIMZI_CHART = "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
-"""The chart's OCI home; the old https chart repository is deprecated."""
 
 
 class StrimziOperator(pulumi.ComponentResource):
@@ -24,18 +22,9 @@ class StrimziOperator(pulumi.ComponentResource):
         super().__init__("kafka-tasks:platform:StrimziOperator", name, None, opts)
         self.chart = k8s.helm.v4.Chart(
             f"{name}-chart",
-            chart=STRIMZI_CHART,
-            version=config.strimzi_chart_version,
+            **config.chart_sources()["strimziChart"].chart_args(),
             namespace=namespace.metadata["name"],
-            values={
-                # Only the Kafka namespace: the operator needs no cluster-wide watch here.
-                "watchNamespaces": [],
-                "watchAnyNamespace": False,
-                "resources": {
-                    "requests": {"cpu": "200m", "memory": "384Mi"},
-                    "limits": {"cpu": "1", "memory": "384Mi"},
-                },
-            },
+            values=charts.strimzi_values(config),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"chartVersion": config.strimzi_chart_version})

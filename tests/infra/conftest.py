@@ -61,7 +61,11 @@ def stack(request: pytest.FixtureRequest) -> RenderedStack:
 def render_dev_with() -> Callable[..., RenderedStack]:
     """Render the dev stack with some keys overridden (camelCase config keys)."""
 
-    def run(secrets: dict[str, str] | None = None, **overrides: Any) -> RenderedStack:
-        return render("dev", {**stack_config("dev"), **overrides}, secrets)
+    def run(
+        secrets: dict[str, str] | None = None,
+        deployed_outputs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> RenderedStack:
+        return render("dev", {**stack_config("dev"), **overrides}, secrets, deployed_outputs)
 
     return run

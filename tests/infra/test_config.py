@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import SECRET_KEYS, ConfigError, StackConfig, parse_config
+from infra.config import SECRET_KEYS, StackConfig, parse_config
+from infra.errors import ConfigError
 from infra.quantities import parse_quantity
 from infra.render import REPO_ROOT, STACKS, RenderedStack, stack_config
 

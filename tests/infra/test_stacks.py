@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.config import parse_config
+from infra.config import StackConfig, parse_config
+from infra.errors import ConfigError
 from infra.render import RenderedStack, stack_config
 from services.core import contract, topics
 from services.core.contract import WORKER_AUTO_OFFSET_RESET
@@ -50,7 +51,7 @@ def test_every_component_is_declared_once_and_parents_its_children(stack: Render
     assert sorted(r.type for r in components) == sorted(COMPONENT_TYPES)
     component_urns = {r.urn for r in components}
     for resource in stack.resources:
-        if resource.custom or resource.type.startswith("kubernetes:helm"):
+        if resource.type.startswith("kubernetes:"):
             assert resource.parent in component_urns, f"{resource.name} is not in a component"
 
 
@@ -338,3 +339,236 @@ def test_charts_come_from_the_pinned_sources(stack: RenderedStack) -> None:
     keda = stack.named("keda-chart").inputs
     assert (keda["chart"], keda["version"]) == ("keda", config.keda_chart_version)
     assert keda["version"].startswith("2.20.")
+
+
+# --- Helm hooks that Chart v4 never runs (defect 1) -------------------------------------------
+
+
+def test_envoy_gateway_certgen_is_declared_and_runs_before_the_chart(
+    stack: RenderedStack,
+) -> None:
+    config = parse_config(stack_config(stack.stack))
+    job = stack.one("Job", "envoy-gateway-certgen")
+    (container,) = spec(job)["template"]["spec"]["containers"]
+    assert container["command"] == ["envoy-gateway", "certgen"]
+    assert container["args"] == ["--disable-topology-injector"]
+    assert (
+        container["image"] == f"docker.io/envoyproxy/gateway:{config.envoy_gateway_chart_version}"
+    )
+    chart = stack.named("ingress-envoy-gateway")
+    assert stack.depends_on(chart, job)
+    # The Job may write Secrets in its namespace, and nothing else.
+    role = stack.one("Role", "envoy-gateway-certgen")
+    assert role.inputs["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "update"]}
+    ]
+    assert stack.depends_on(job, role)
+    assert stack.depends_on(job, stack.one("RoleBinding", "envoy-gateway-certgen"))
+    # The chart's own image and the certgen image are the same one.
+    values = chart.inputs["values"]
+    assert values["global"]["images"]["envoyGateway"]["image"] == container["image"]
+    assert values["topologyInjector"] == {"enabled": False}
+
+
+def test_ingress_nginx_admission_webhook_is_switched_off(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    rendered = render_dev_with(ingressMode="ingress-nginx")
+    values = rendered.named("ingress-ingress-nginx").inputs["values"]
+    assert values["controller"]["admissionWebhooks"] == {"enabled": False}
+
+
+# --- Service exposure and the waits that match it (defect 2) ----------------------------------
+
+
+def test_dev_exposes_the_gateway_as_cluster_ip_for_kind(
+    committed: Callable[[str], RenderedStack],
+) -> None:
+    dev = committed("dev")
+    proxy = spec(dev.one("EnvoyProxy", "kafka-tasks"))
+    assert proxy["provider"]["kubernetes"]["envoyService"] == {"type": "ClusterIP"}
+    gateway_class = spec(dev.one("GatewayClass", "kafka-tasks"))
+    assert gateway_class["parametersRef"] == {
+        "group": "gateway.envoyproxy.io",
+        "kind": "EnvoyProxy",
+        "name": "kafka-tasks",
+        "namespace": "ingress",
+    }
+    assert dev.depends_on(
+        dev.one("GatewayClass", "kafka-tasks"), dev.one("EnvoyProxy", "kafka-tasks")
+    )
+
+
+@pytest.mark.parametrize(
+    ("stack_name", "exposure"), [("staging", "LoadBalancer"), ("prod", "LoadBalancer")]
+)
+def test_staging_and_prod_use_a_load_balancer(
+    committed: Callable[[str], RenderedStack], stack_name: str, exposure: str
+) -> None:
+    proxy = spec(committed(stack_name).one("EnvoyProxy", "kafka-tasks"))
+    assert proxy["provider"]["kubernetes"]["envoyService"]["type"] == exposure
+
+
+@pytest.mark.parametrize("exposure", ["LoadBalancer", "NodePort", "ClusterIP"])
+def test_ingress_nginx_waits_for_an_address_only_behind_a_load_balancer(
+    render_dev_with: Callable[..., RenderedStack], exposure: str
+) -> None:
+    rendered = render_dev_with(ingressMode="ingress-nginx", apiExposure=exposure)
+    values = rendered.named("ingress-ingress-nginx").inputs["values"]
+    assert values["controller"]["service"]["type"] == exposure
+    (ingress,) = rendered.kind("Ingress")
+    annotations = ingress.inputs["metadata"]["annotations"]
+    skips = annotations.get("pulumi.com/skipAwait") == "true"
+    assert skips == (exposure != "LoadBalancer")
+
+
+def test_an_unknown_exposure_is_refused() -> None:
+    with pytest.raises(ConfigError, match="apiExposure"):
+        parse_config({**stack_config("dev"), "apiExposure": "Ingress"})
+
+
+# --- KafkaTopic changes Kafka refuses (defect 3) ----------------------------------------------
+
+
+def test_the_deployed_topic_layout_is_exported(stack: RenderedStack) -> None:
+    config = parse_config(stack_config(stack.stack))
+    assert stack.outputs["topicLayout"] == {
+        "topicPartitions": config.topic_partitions,
+        "deadLetterPartitions": config.dead_letter_partitions,
+        "topicReplicas": config.topic_replicas,
+    }
+
+
+def test_the_program_reads_the_layout_back_from_its_own_stack(stack: RenderedStack) -> None:
+    (reference,) = stack.by_type("pulumi:pulumi:StackReference")
+    assert reference.inputs["name"] == f"organization/kafka-tasks/{stack.stack}"
+
+
+def test_a_replica_change_after_deploy_stops_the_run(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    deployed = {
+        "topicLayout": {"topicPartitions": 3, "deadLetterPartitions": 1, "topicReplicas": 1}
+    }
+    with pytest.raises(ConfigError, match=r"topicReplicas=2 but the deployed topics have 1"):
+        render_dev_with(
+            deployed_outputs=deployed,
+            topicReplicas=2,
+            kafkaBrokerReplicas=2,
+            kafkaReplicationFactor=2,
+        )
+
+
+def test_fewer_partitions_after_deploy_stop_the_run(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    deployed = {
+        "topicLayout": {"topicPartitions": 3, "deadLetterPartitions": 1, "topicReplicas": 1}
+    }
+    with pytest.raises(ConfigError, match=r"topicPartitions=2 is below the 3 partitions"):
+        render_dev_with(deployed_outputs=deployed, topicPartitions=2, workerMaxReplicas=2)
+
+
+def test_more_partitions_after_deploy_are_sent(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    deployed = {
+        "topicLayout": {"topicPartitions": 3, "deadLetterPartitions": 1, "topicReplicas": 1}
+    }
+    rendered = render_dev_with(deployed_outputs=deployed, topicPartitions=6)
+    assert {spec(t)["partitions"] for t in rendered.kind("KafkaTopic")} == {6, 1}
+
+
+# --- KEDA (defect 4) ----------------------------------------------------------------------------
+
+
+def test_keda_defaults_to_the_release_with_the_hpa_active_fix() -> None:
+    version = StackConfig.model_fields["keda_chart_version"].default
+    assert tuple(int(part) for part in version.split(".")) >= (2, 20, 2)
+
+
+# --- Kafka node pools: own sizing for controllers, spread over nodes (defect 5) ---------------
+
+
+def test_prod_controllers_have_their_own_sizing(committed: Callable[[str], RenderedStack]) -> None:
+    config = parse_config(stack_config("prod"))
+    pools = {p.inputs["metadata"]["name"]: spec(p) for p in committed("prod").kind("KafkaNodePool")}
+    controller, broker = pools["controller"], pools["broker"]
+    assert (
+        controller["storage"]["volumes"][0]["size"]
+        == config.kafka_controller_storage_size
+        == "20Gi"
+    )
+    assert broker["storage"]["volumes"][0]["size"] == config.kafka_storage_size == "200Gi"
+    assert controller["resources"]["limits"] == {
+        "cpu": config.kafka_controller_cpu_limit,
+        "memory": config.kafka_controller_memory_limit,
+    }
+    assert broker["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"}
+    assert controller["resources"] != broker["resources"]
+
+
+def test_every_node_pool_spreads_over_nodes_and_zones(stack: RenderedStack) -> None:
+    for pool in stack.kind("KafkaNodePool"):
+        name = pool.inputs["metadata"]["name"]
+        by_key = {
+            c["topologyKey"]: c for c in spec(pool)["template"]["pod"]["topologySpreadConstraints"]
+        }
+        assert by_key["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+        assert by_key["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"
+        for constraint in by_key.values():
+            assert constraint["labelSelector"]["matchLabels"] == {
+                "strimzi.io/cluster": "kafka-tasks",
+                "strimzi.io/pool-name": name,
+            }
+
+
+# --- TLS redirect and the headless Redis Service (defect 6) -----------------------------------
+
+
+def test_with_tls_plain_http_only_redirects_to_https(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    rendered = render_dev_with(apiTlsSecretName="api-tls")
+    api_route = spec(rendered.one("HTTPRoute", contract.API_SERVICE_NAME))
+    assert api_route["parentRefs"] == [
+        {"name": "kafka-tasks", "namespace": "ingress", "sectionName": "https"}
+    ]
+    redirect = spec(rendered.one("HTTPRoute", f"{contract.API_SERVICE_NAME}-https-redirect"))
+    assert redirect["parentRefs"] == [
+        {"name": "kafka-tasks", "namespace": "ingress", "sectionName": "http"}
+    ]
+    (rule,) = redirect["rules"]
+    assert rule["filters"] == [
+        {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}
+    ]
+    assert "backendRefs" not in rule
+    listeners = {
+        listener["name"]: listener for listener in spec(rendered.kind("Gateway")[0])["listeners"]
+    }
+    assert listeners["https"]["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "api-tls"}]
+    assert "tls" not in listeners["http"]
+
+
+def test_without_tls_the_api_is_served_on_plain_http(stack: RenderedStack) -> None:
+    (route,) = stack.kind("HTTPRoute")
+    assert route.inputs["spec"]["parentRefs"] == [{"name": "kafka-tasks", "namespace": "ingress"}]
+
+
+def test_ingress_nginx_redirects_to_https_with_tls(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    rendered = render_dev_with(ingressMode="ingress-nginx", apiTlsSecretName="api-tls")
+    (ingress,) = rendered.kind("Ingress")
+    annotations = ingress.inputs["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+
+
+def test_redis_statefulset_is_governed_by_a_headless_service(stack: RenderedStack) -> None:
+    statefulset = spec(stack.one("StatefulSet", "kafka-tasks-redis"))
+    headless = stack.one("Service", statefulset["serviceName"])
+    assert spec(headless)["clusterIP"] == "None"
+    assert spec(headless)["selector"] == statefulset["selector"]["matchLabels"]
+    # Clients keep the ClusterIP Service the Redis URL names.
+    assert "clusterIP" not in spec(stack.one("Service", "kafka-tasks-redis"))
+    assert stack.depends_on(stack.one("StatefulSet", "kafka-tasks-redis"), headless)
