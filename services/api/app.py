@@ -28,6 +28,7 @@ from services.core.errors import (
     BackendUnavailableError,
     IdempotencyConflictError,
     IdempotencyKeyInUseError,
+    InvalidBatchError,
     InvalidPayloadError,
     PayloadTooLargeError,
     SubmissionUnknownError,
@@ -97,7 +98,11 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.include_router(dashboard.page)
     app.include_router(dashboard.data, responses=unauthorized)
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard")
-    app.add_middleware(BodySizeLimit, limit=settings.max_payload_bytes + ENVELOPE_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_payload_bytes + ENVELOPE_BYTES,
+        by_path={"/tasks/batch": settings.api_max_batch_bytes},
+    )
 
     # Outermost: it times everything, the size guard's 413s included.
     app.add_middleware(RequestTiming)
@@ -136,11 +141,21 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
 
     @app.exception_handler(SubmissionUnknownError)
     async def submission_unknown(request: Request, error: SubmissionUnknownError) -> JSONResponse:
+        headers = {"Retry-After": "1"}
+        if len(error.task_ids) == 1:
+            headers["Location"] = f"/tasks/{error.task_ids[0]}"
         return JSONResponse(
-            {"detail": str(error)},
-            status_code=504,
-            headers={"Location": f"/tasks/{error.task_id}", "Retry-After": "1"},
+            {"detail": str(error), "task_ids": error.task_ids}, status_code=504, headers=headers
         )
+
+    @app.exception_handler(InvalidBatchError)
+    async def invalid_batch(request: Request, error: InvalidBatchError) -> JSONResponse:
+        detail: str | list[dict[str, Any]] = (
+            [{**e, "loc": ["body", "tasks", e["index"], *e["loc"]]} for e in error.errors]
+            if error.errors
+            else str(error)
+        )
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(UnknownTaskError)
     async def unknown_task(request: Request, error: UnknownTaskError) -> JSONResponse:

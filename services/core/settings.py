@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     on a Redis connection of its own, apart from ``redis_max_connections``. One more is
     answered 503 with Retry-After (the client SDK polls meanwhile)."""
 
+    api_max_batch_tasks: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Tasks one ``POST /tasks/batch`` may carry."""
+    api_max_batch_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    """The largest body ``POST /tasks/batch`` reads (every payload still obeys
+    ``max_payload_bytes``)."""
+
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = contract.API_PORT
 

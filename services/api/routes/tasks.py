@@ -14,7 +14,14 @@ from starlette.background import BackgroundTask
 
 from services.api.deps import ServicesDep
 from services.api.limits import require_json
-from services.api.schemas import Problem, TaskCreate, TaskPage, TaskPublic
+from services.api.schemas import (
+    Problem,
+    TaskBatchCreate,
+    TaskBatchPublic,
+    TaskCreate,
+    TaskPage,
+    TaskPublic,
+)
 from services.core import metrics
 from services.core.errors import (
     InvalidTransitionError,
@@ -93,6 +100,45 @@ async def submit_task(
     )
     response.headers["Location"] = f"/tasks/{submission.record.id}"
     return TaskPublic.model_validate(submission.record.model_dump())
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskBatchPublic,
+    dependencies=[Depends(require_json)],
+    responses={
+        400: {"model": Problem, "description": "The body could not be read (not UTF-8)."},
+        409: {
+            "model": Problem,
+            "description": "Idempotency-Key reused for another batch, or sent again while "
+            "its first request is still being processed (then with Retry-After).",
+        },
+        413: {"model": Problem, "description": "Body over `KT_API_MAX_BATCH_BYTES`."},
+        415: {"model": Problem, "description": "Body is not application/json."},
+        422: {
+            "model": Problem,
+            "description": "Too many tasks, or invalid ones: every error, located by the "
+            "task's index (`body.tasks.<index>...`); nothing was stored.",
+        },
+        **UNAVAILABLE,
+        504: {
+            "model": Problem,
+            "description": "Kafka and Redis failed so that some tasks (`task_ids`) may run.",
+        },
+    },
+)
+async def submit_tasks(
+    body: TaskBatchCreate, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> TaskBatchPublic:
+    """Accept many tasks at once, all or nothing: one Redis round trip, one producer batch,
+    answered once the broker has every message."""
+    submissions = await services.submitter.submit_many(
+        [(item.task, item.payload) for item in body.tasks], idempotency_key=idempotency_key
+    )
+    return TaskBatchPublic(
+        items=[TaskPublic.model_validate(s.record.model_dump()) for s in submissions]
+    )
 
 
 @router.get(
