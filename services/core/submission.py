@@ -90,9 +90,14 @@ class Submitter:
                 errors += [
                     {"index": index, **e, "loc": ["payload", *e["loc"]]} for e in error.errors
                 ]
-            except (UnknownTaskError, PayloadTooLargeError) as error:
-                where = "task" if isinstance(error, UnknownTaskError) else "payload"
-                errors.append({"index": index, "loc": [where], "msg": str(error)})
+            except UnknownTaskError as error:
+                errors.append(
+                    {"index": index, "loc": ["task"], "msg": str(error), "type": "unknown_task"}
+                )
+            except PayloadTooLargeError as error:
+                errors.append(
+                    {"index": index, "loc": ["payload"], "msg": str(error), "type": "too_large"}
+                )
         if errors:
             raise InvalidBatchError(
                 f"{len(errors)} error(s) in the batch; nothing was stored", errors=errors

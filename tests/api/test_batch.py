@@ -41,8 +41,9 @@ async def test_one_bad_task_refuses_the_whole_batch_naming_each_error_by_index(
     response = await api_client.post("/tasks/batch", json={"tasks": tasks})
     too_many = await api_client.post("/tasks/batch", json={"tasks": [{"task": "noop"}] * 1001})
     empty = await api_client.post("/tasks/batch", json={"tasks": []})
+    read = await api_client.get("/tasks/batch")  # not GET /tasks/<id> with a bad id
 
-    assert response.status_code == 422, response.text
+    assert response.status_code == 404, response.text  # an unknown task, as for one task
     located = {tuple(error["loc"][:4]) for error in response.json()["detail"]}
     assert located == {
         ("body", "tasks", 1, "task"),
@@ -52,6 +53,8 @@ async def test_one_bad_task_refuses_the_whole_batch_naming_each_error_by_index(
     assert too_many.status_code == 422
     assert "1 to 1000 tasks" in too_many.json()["detail"]
     assert empty.status_code == 422
+    assert read.status_code == 405
+    assert read.headers["allow"] == "POST"
     assert await stored_keys(redis_client, namespace) == []
 
 
