@@ -90,7 +90,7 @@ loadtest: tools ## Locust, headless, on the local stack (started if needed): USE
 		$(if $(MAX_P99_MS),--max-p99-ms $(MAX_P99_MS))
 
 bench: tools ## kafka-tasks vs FastAPI + Celery + Redis on its own stack; table + plot in build/bench/ (BENCH_ARGS=...)
-	@$(RUN) --group bench python -m bench.run $(BENCH_ARGS)
+	@$(RUN) --group bench --group loadtest python -m bench.run $(BENCH_ARGS)
 
 bench-scale: tools ## throughput and lag with 1, 2, 4 workers, rebalance pauses; build/bench/scale.* (SCALE_ARGS=...)
 	@$(RUN) --group bench python -m bench.scale $(SCALE_ARGS)

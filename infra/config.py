@@ -242,7 +242,7 @@ class StackConfig(BaseModel):
     """Memory request of each worker pod."""
     worker_memory_limit: Quantity = "512Mi"
     """Memory limit of each worker pod."""
-    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 500
     """KT_WORKER_CONCURRENCY: tasks one worker process runs at once."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """KT_LOG_LEVEL of the API and workers."""

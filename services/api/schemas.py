@@ -20,6 +20,20 @@ class TaskPublic(TaskRecord):
     """A task's record as clients see it."""
 
 
+class TaskBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskCreate] = Field(
+        min_length=1, description="The tasks, at most `KT_API_MAX_BATCH_TASKS` of them."
+    )
+
+
+class TaskBatchPublic(BaseModel):
+    """The batch's tasks, in the order they were sent."""
+
+    items: list[TaskPublic]
+
+
 class CatalogEntry(BaseModel):
     name: str
     topic: str

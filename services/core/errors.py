@@ -4,6 +4,7 @@ KafkaTasksError
 ├── UnknownTaskError            a task name the catalog does not hold
 ├── InvalidPayloadError         a payload its task's model refuses (errors by location)
 ├── PayloadTooLargeError        a payload over ``max_payload_bytes``
+├── InvalidBatchError           a batch with invalid tasks (errors by index) or too many
 ├── TaskNotFoundError           no record for that id (never existed, or expired)
 ├── InvalidTransitionError      a write that the state table refuses (e.g. a terminal task)
 │   ├── AlreadyRunningError     an attempt runs already from another copy of the message
@@ -48,6 +49,13 @@ class PayloadTooLargeError(KafkaTasksError):
         self.limit = limit
 
 
+class InvalidBatchError(KafkaTasksError):
+    def __init__(self, reason: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(reason)
+        self.errors = errors or []
+        """One per refused task: ``index``, and ``loc``, ``msg``, ``type`` (or just ``msg``)."""
+
+
 class TaskNotFoundError(KafkaTasksError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task with id {task_id}")
@@ -89,12 +97,13 @@ class BackendUnavailableError(KafkaTasksError):
 
 
 class SubmissionUnknownError(KafkaTasksError):
-    def __init__(self, task_id: str, *, reason: str) -> None:
+    def __init__(self, task_ids: list[str], *, reason: str) -> None:
+        named = task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} tasks"
         super().__init__(
-            f"task {task_id} may or may not run: {reason}. Follow GET /tasks/{task_id} (it "
-            "answers 404 if nothing was kept) or resubmit with the same Idempotency-Key"
+            f"{named} may or may not run: {reason}. Follow GET /tasks/<id> (it answers 404 if "
+            "nothing was kept) or resubmit with the same Idempotency-Key"
         )
-        self.task_id = task_id
+        self.task_ids = task_ids
         self.reason = reason
 
 

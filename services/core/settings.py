@@ -53,11 +53,19 @@ class Settings(BaseSettings):
     on a Redis connection of its own, apart from ``redis_max_connections``. One more is
     answered 503 with Retry-After (the client SDK polls meanwhile)."""
 
+    api_max_batch_tasks: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Tasks one ``POST /tasks/batch`` may carry."""
+    api_max_batch_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    """The largest body ``POST /tasks/batch`` reads (every payload still obeys
+    ``max_payload_bytes``)."""
+
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = contract.API_PORT
 
-    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
-    """How many tasks one worker process runs at once."""
+    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 500
+    """How many tasks one worker process runs at once. Async task functions mostly wait on
+    I/O, so hundreds fit in one process (64 capped the seed load test, issue 12); synchronous
+    ones are further held to ``worker_threads``."""
     worker_threads: Annotated[int, Field(ge=1, le=1_000)] = 16
     """Thread pool size for synchronous task functions."""
     worker_web_bind: str = "127.0.0.1"

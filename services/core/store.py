@@ -80,6 +80,16 @@ def _flat_to_mapping(flat: list[bytes]) -> dict[bytes | str, bytes | str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+@dataclass(frozen=True)
+class NewTask:
+    """A task to create: its id, name, payload and, if the client sent one, Idempotency-Key."""
+
+    id: UUID
+    task: str
+    payload: dict[str, JsonValue]
+    idempotency_key: str | None = None
+
+
 class Reclaimed(StrEnum):
     """Why the reaper put a task's message back on its topic."""
 
@@ -181,72 +191,103 @@ class TaskStore:
         although no answer came (the connection broke after the request was sent); a create
         that times out never applies later (Redis refuses it past its validity).
         """
+        [created] = await self.create_many([NewTask(task_id, task, payload, idempotency_key)])
+        return created
+
+    async def create_many(self, tasks: list[NewTask]) -> list[tuple[TaskRecord, bool]]:
+        """``create`` for many tasks in one round trip (a pipeline of creates, each its own
+        atomic step), in order. One refusal (a conflicting Idempotency-Key) raises for all."""
+        calls = [self._create_call(new) for new in tasks]
+        # One connection, taken (and checked open) first: failing to get it means nothing
+        # was sent; failing after it means the creates may have run.
+        connection = self._redis.client()
+        try:
+            await self._guard(connection.initialize())
+            try:
+                async with connection.pipeline(transaction=False) as pipe:
+                    for keys, args, _ in calls:
+                        await self._create(keys=keys, args=args, client=pipe)
+                    answers = await self._guard(pipe.execute())
+            except BackendUnavailableError as error:
+                if isinstance(error.__cause__, TimeoutError | RedisTimeoutError):
+                    raise  # timed out: past its validity, Redis refuses them if they run late
+                raise BackendUnavailableError("redis", error.reason, maybe_applied=True) from error
+        finally:
+            await connection.aclose()
+        return [
+            await self._created(new, _decode(outcome), detail, request_hash)
+            for new, (_, _, request_hash), (outcome, detail) in zip(
+                tasks, calls, answers, strict=True
+            )
+        ]
+
+    def _create_call(self, new: NewTask) -> tuple[list[str], list[Any], str]:
+        """The create script's keys and arguments for one task, and its request hash."""
         now = utcnow()
         fields: dict[str, Any] = {  # 'id' first: the script reads it by position
-            "id": str(task_id),
-            "task": task,
-            "payload": payload,
+            "id": str(new.id),
+            "task": new.task,
+            "payload": new.payload,
             "created_at": now,
             "updated_at": now,
             "attempts": 0,
         }
-        request_hash = _request_hash(task, payload)
-        idempotency = self._keys.idempotency(idempotency_key) if idempotency_key else ""
+        request_hash = _request_hash(new.task, new.payload)
+        key = new.idempotency_key
         keys = [
-            self._keys.record(task_id),
-            self._keys.events(task_id),
+            self._keys.record(new.id),
+            self._keys.events(new.id),
             self._keys.deadlines,
-            idempotency,
-            self._keys.withdrawn(task_id),
+            self._keys.idempotency(key) if key else "",
+            self._keys.withdrawn(new.id),
         ]
-        # One connection, taken (and checked open) first: failing to get it means nothing
-        # was sent; failing after it means the create may have run.
-        connection = self._redis.client()
-        try:
-            await self._guard(connection.initialize())
-            valid_for = self._timeout - min(CREATE_MARGIN_SECONDS, self._timeout / 4)
-            args: list[Any] = [
-                *self._common_args(),
-                _ms(time.time() + self._publish_deadline),
-                f"{task_id} {request_hash}",
-                time.time_ns() // 1000 + int(valid_for * 1_000_000),
-                *_encode_fields(fields),
-            ]
-            try:
-                outcome, detail = await self._guard(
-                    self._create(keys=keys, args=args, client=connection)
-                )
-            except BackendUnavailableError as error:
-                if isinstance(error.__cause__, TimeoutError | RedisTimeoutError):
-                    raise  # timed out: past its validity, Redis refuses it if it runs late
-                raise BackendUnavailableError("redis", error.reason, maybe_applied=True) from error
-        finally:
-            await connection.aclose()
-        outcome = _decode(outcome)
+        valid_for = self._timeout - min(CREATE_MARGIN_SECONDS, self._timeout / 4)
+        args: list[Any] = [
+            *self._common_args(),
+            _ms(time.time() + self._publish_deadline),
+            f"{new.id} {request_hash}",
+            time.time_ns() // 1000 + int(valid_for * 1_000_000),
+            *_encode_fields(fields),
+        ]
+        return keys, args, request_hash
+
+    async def _created(
+        self, new: NewTask, outcome: str, detail: Any, request_hash: str
+    ) -> tuple[TaskRecord, bool]:
+        """What the create script's answer means for ``new``."""
         if outcome == "ok":
             return record_from_fields(_flat_to_mapping(detail)), True
         if outcome == "duplicate":
             earlier_id, earlier_hash = _decode(detail).split(" ")
-            if earlier_hash != request_hash or idempotency_key is None:
-                raise IdempotencyConflictError(idempotency_key or "", task_id=earlier_id)
+            key = new.idempotency_key
+            if earlier_hash != request_hash or key is None:
+                raise IdempotencyConflictError(key or "", task_id=earlier_id)
             status, position = await self._guard(
                 self._redis.hmget(self._keys.record(earlier_id), ["status", "message"])
             )
             if status == b"PENDING" and position is None:
                 # Its first request may still be publishing it, or about to take it back:
                 # answering 202 now could promise a task that is then withdrawn.
-                raise IdempotencyKeyInUseError(idempotency_key, task_id=earlier_id)
+                raise IdempotencyKeyInUseError(key, task_id=earlier_id)
             return await self.get(UUID(earlier_id)), False
         if outcome in ("expired", "withdrawn"):
             # Run after the API gave up on it (and answered 503): nobody waits for this.
             raise BackendUnavailableError("redis", f"the create came too late ({outcome})")
-        raise InvalidTransitionError(str(task_id), current="PENDING", requested="PENDING")
+        raise InvalidTransitionError(str(new.id), current="PENDING", requested="PENDING")
 
     async def confirm_published(self, task_id: UUID, *, position: str) -> None:
         """The broker acknowledged the task's message at ``position`` (topic/partition/offset):
         the reaper leaves it alone unless that message disappears."""
         keys = [self._keys.record(task_id), self._keys.deadlines]
         await self._guard(self._confirm(keys=keys, args=[str(task_id), position]))
+
+    async def confirm_published_many(self, positions: Mapping[UUID, str]) -> None:
+        """``confirm_published`` for many tasks in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for task_id, position in positions.items():
+                keys = [self._keys.record(task_id), self._keys.deadlines]
+                await self._confirm(keys=keys, args=[str(task_id), position], client=pipe)
+            await self._guard(pipe.execute())
 
     async def withdraw(self, task_id: UUID, *, idempotency_key: str | None = None) -> bool:
         """Take back a submission the API is about to refuse: its PENDING record goes, and any

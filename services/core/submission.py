@@ -16,6 +16,7 @@ validate -> store PENDING -> publish (acks=all) -> confirm. What each failure le
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
@@ -25,15 +26,17 @@ from services.core import metrics
 from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
     BackendUnavailableError,
+    InvalidBatchError,
     InvalidPayloadError,
     PayloadTooLargeError,
     SubmissionUnknownError,
+    UnknownTaskError,
 )
 from services.core.logs import get_logger
 from services.core.models import TaskMessage, TaskRecord
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
-from services.core.store import TaskStore
+from services.core.store import NewTask, TaskStore
 
 log = get_logger(__name__)
 
@@ -73,6 +76,34 @@ class Submitter:
             ) from error
         return spec
 
+    def validate_batch(self, items: Sequence[tuple[str, dict[str, JsonValue]]]) -> list[TaskSpec]:
+        """The specs of a batch's tasks, if every one fits (all or nothing): InvalidBatchError
+        with the errors of each refused task by its index otherwise."""
+        limit = self._settings.api_max_batch_tasks
+        if not items or len(items) > limit:
+            raise InvalidBatchError(f"a batch holds 1 to {limit} tasks; this one has {len(items)}")
+        specs, errors = [], []
+        for index, (task, payload) in enumerate(items):
+            try:
+                specs.append(self.validate(task, payload))
+            except InvalidPayloadError as error:
+                errors += [
+                    {"index": index, **e, "loc": ["payload", *e["loc"]]} for e in error.errors
+                ]
+            except UnknownTaskError as error:
+                errors.append(
+                    {"index": index, "loc": ["task"], "msg": str(error), "type": "unknown_task"}
+                )
+            except PayloadTooLargeError as error:
+                errors.append(
+                    {"index": index, "loc": ["payload"], "msg": str(error), "type": "too_large"}
+                )
+        if errors:
+            raise InvalidBatchError(
+                f"{len(errors)} error(s) in the batch; nothing was stored", errors=errors
+            )
+        return specs
+
     async def submit(
         self,
         task: str,
@@ -82,52 +113,97 @@ class Submitter:
     ) -> Submission:
         """Accept a task: returns once it is stored and the broker acknowledged its message."""
         spec = self.validate(task, payload)
-        task_id = uuid4()
+        [submission] = await self._accept([NewTask(uuid4(), spec.name, payload, idempotency_key)])
+        return submission
+
+    async def submit_many(
+        self,
+        items: Sequence[tuple[str, dict[str, JsonValue]]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[Submission]:
+        """Accept a batch, all or nothing: validated as a whole, stored in one Redis round
+        trip, published as one producer batch; returns once the broker has every message.
+        With an Idempotency-Key, task i of the batch takes ``<key>#<i>``: the same batch sent
+        again returns the same tasks."""
+        specs = self.validate_batch(items)
+        return await self._accept(
+            [
+                NewTask(uuid4(), spec.name, payload, f"{idempotency_key}#{index}")
+                if idempotency_key
+                else NewTask(uuid4(), spec.name, payload)
+                for index, (spec, (_, payload)) in enumerate(zip(specs, items, strict=True))
+            ]
+        )
+
+    async def _accept(self, tasks: list[NewTask]) -> list[Submission]:
+        """Store, publish and confirm validated tasks; every one is kept, or none (503), or
+        the outcome is unknown for some (SubmissionUnknownError naming them)."""
         try:
-            record, created = await self._store.create(
-                task_id, spec.name, payload, idempotency_key=idempotency_key
-            )
+            stored = await self._store.create_many(tasks)
         except BackendUnavailableError as error:
             if error.maybe_applied:
-                await self._take_back(task_id, idempotency_key, error)
+                await self._take_back(tasks, error)
             raise
-        if not created:
-            return Submission(record, created=False)
-        message = TaskMessage(id=task_id, task=spec.name, payload=payload)
-        try:
-            position = await self._publisher.publish(
-                self._settings.task_topic(spec.name), message, key=str(task_id)
-            )
-        except BackendUnavailableError as error:
-            if await self._take_back(task_id, idempotency_key, error):
-                raise
-            position = None  # a worker started it: the message was published after all
-        if position is not None:
-            try:
-                await self._store.confirm_published(task_id, position=position)
-            except BackendUnavailableError as error:
-                log.warning(
-                    "task accepted, its publication not confirmed; the reaper may publish it "
-                    "again (a copy that runs once)",
-                    task_id=str(task_id),
-                    reason=error.reason,
+        new = [task for task, (_, created) in zip(tasks, stored, strict=True) if created]
+        published = await self._publisher.publish_many(
+            [
+                (
+                    self._settings.task_topic(task.task),
+                    TaskMessage(id=task.id, task=task.task, payload=task.payload),
+                    str(task.id),
                 )
-        metrics.TASKS_SUBMITTED.labels(spec.name).inc()
-        log.info("task accepted", task_id=str(task_id), task=spec.name)
-        return Submission(record, created=True)
-
-    async def _take_back(
-        self, task_id: UUID, idempotency_key: str | None, cause: BackendUnavailableError
-    ) -> bool:
-        """Withdraw a submission about to be refused; False if a worker started it already.
-        Raises SubmissionUnknownError when Redis cannot take the withdrawal."""
+                for task in new
+            ]
+        )
+        failures = [result for result in published if isinstance(result, BackendUnavailableError)]
+        if failures:
+            # All or nothing: every new task is taken back, those Kafka has included (a worker
+            # skips their messages). One that a worker started already runs.
+            running = await self._take_back(new, failures[0])
+            if running and len(running) < len(new):
+                raise SubmissionUnknownError(
+                    [str(task_id) for task_id in running],
+                    reason=f"{failures[0]}; the rest of the batch was taken back",
+                )
+            if not running:
+                raise failures[0]
+        positions = {
+            task.id: result
+            for task, result in zip(new, published, strict=True)
+            if isinstance(result, str)
+        }
         try:
-            return await self._store.withdraw(task_id, idempotency_key=idempotency_key)
+            await self._store.confirm_published_many(positions)
         except BackendUnavailableError as error:
             log.warning(
-                "submission left in doubt: it could not be withdrawn",
-                task_id=str(task_id),
-                cause=cause.reason,
+                "tasks accepted, their publication not confirmed; the reaper may publish them "
+                "again (copies that run once)",
+                task_ids=[str(task_id) for task_id in positions],
                 reason=error.reason,
             )
-            raise SubmissionUnknownError(str(task_id), reason=f"{cause}; then {error}") from error
+        for task in new:
+            metrics.TASKS_SUBMITTED.labels(task.task).inc()
+            log.info("task accepted", task_id=str(task.id), task=task.task)
+        return [Submission(record, created) for record, created in stored]
+
+    async def _take_back(self, tasks: list[NewTask], cause: BackendUnavailableError) -> list[UUID]:
+        """Withdraw submissions about to be refused; returns those a worker started already
+        (published after all: they run). Raises SubmissionUnknownError when Redis cannot
+        take the withdrawals."""
+        running = []
+        for task in tasks:
+            try:
+                if not await self._store.withdraw(task.id, idempotency_key=task.idempotency_key):
+                    running.append(task.id)
+            except BackendUnavailableError as error:
+                log.warning(
+                    "submission left in doubt: it could not be withdrawn",
+                    task_ids=[str(t.id) for t in tasks],
+                    cause=cause.reason,
+                    reason=error.reason,
+                )
+                raise SubmissionUnknownError(
+                    [str(t.id) for t in tasks], reason=f"{cause}; then {error}"
+                ) from error
+        return running

@@ -62,6 +62,9 @@ class TaskRunner:
         self._leases = leases
         self._settings = settings
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="task")
+        # A synchronous task starts (PROGRESS, lease, time limit) only once a thread is free
+        # for it: of the worker's many slots, only ``worker_threads`` can run such code.
+        self._threads = asyncio.Semaphore(settings.worker_threads)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -96,6 +99,13 @@ class TaskRunner:
         except UnknownTaskError as error:
             await self._fail_unknown(message, error)
             return
+        if spec.is_async:
+            await self._run_spec(spec, message, delivery)
+            return
+        async with self._threads:
+            await self._run_spec(spec, message, delivery)
+
+    async def _run_spec(self, spec: TaskSpec, message: TaskMessage, delivery: str) -> None:
         try:
             record = await until_available(lambda: self._start(message, delivery))
         except AlreadyRunningError as running:

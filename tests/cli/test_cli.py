@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -93,3 +94,18 @@ def test_lag_shows_the_backlog_and_the_replicas_keda_would_ask_for(
     assert noop["lag"] == 3
     assert noop["replicas"] == 3  # ceil(3 / lagThreshold 1), under the 4-partition cap
     assert decision["replicas"] == 3
+
+
+def test_submit_batch_from_json_lines(env: dict[str, str], tmp_path: Path) -> None:
+    lines = tmp_path / "tasks.jsonl"
+    lines.write_text(
+        '{"task": "noop", "payload": {"echo": "1"}}\n\n{"task": "noop", "payload": {}}\n'
+    )
+    code, out = run(env, "submit-batch", str(lines), "--json")
+    assert code == 0, out
+    assert [record["task"] for record in json.loads(out)] == ["noop", "noop"]
+
+    lines.write_text('{"payload": {}}\n')
+    code, out = run(env, "submit-batch", str(lines))
+    assert code == 2
+    assert "line 1" in out
