@@ -31,6 +31,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bench.stats import percentile
+from services.core.keys import RedisKeys
 
 POLL_SECONDS = 0.5
 """How often the store is read for finished tasks. Latency does not depend on it (finish times
@@ -57,20 +58,21 @@ def _epoch(text: str) -> float:
 
 
 class KafkaTasksObserver:
-    """Reads ``status`` and ``updated_at`` of kafka-tasks records (see services/core/keys.py)."""
+    """Reads ``status`` and ``updated_at`` of kafka-tasks records and events (their key names
+    from services/core/keys.py)."""
 
     TERMINAL = frozenset({"COMPLETE", "FAILURE", "CANCELLED"})
 
     def __init__(self, redis_url: str, namespace: str) -> None:
         self.redis = Redis.from_url(redis_url)
-        self.prefix = f"{namespace}:task:"
+        self.keys = RedisKeys(namespace)
 
     async def finished(self, ids: list[str]) -> dict[str, tuple[str, float]]:
         done: dict[str, tuple[str, float]] = {}
         for chunk in _chunks(ids, 1000):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for task_id in chunk:
-                    pipe.hmget(self.prefix + task_id, "status", "updated_at")
+                    pipe.hmget(self.keys.record(task_id), "status", "updated_at")
                 replies = await pipe.execute()
             for task_id, (status, updated) in zip(chunk, replies, strict=True):
                 if status is not None and status.decode() in self.TERMINAL:
@@ -82,7 +84,7 @@ class KafkaTasksObserver:
         out: dict[str, dict[str, float]] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
-                pipe.xrange(f"{self.prefix}{task_id}:events")
+                pipe.xrange(self.keys.events(task_id))
             replies = await pipe.execute()
         for task_id, entries in zip(ids, replies, strict=True):
             first: dict[str, float] = {}

@@ -1,19 +1,33 @@
-"""The one way the services connect to Redis, and the one place Redis errors are classified."""
+"""The one way the services connect to Redis (a single server or a cluster), and the one
+place Redis errors are classified."""
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Final, TypeAlias
 
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from services.core.errors import BackendUnavailableError, KafkaTasksError, StateStoreError
 from services.core.settings import Settings
+
+RedisClient: TypeAlias = Redis | RedisCluster
+"""What ``connect`` returns: the store and the services use either the same way."""
 
 UNAVAILABLE_REPLIES: Final = frozenset(
     {
@@ -24,23 +38,34 @@ UNAVAILABLE_REPLIES: Final = frozenset(
         "OOM",  # over maxmemory: refuses writes
         "MISCONF",  # cannot persist: refuses writes
         "NOREPLICAS",  # min-replicas-to-write not met
-        "TRYAGAIN",  # cluster: keys being moved
-        "CLUSTERDOWN",  # cluster: a slot is not served
+        "TRYAGAIN",  # cluster: a multi-key command while its slot moves between nodes
+        "CLUSTERDOWN",  # cluster: a slot is not served (a failover under way)
     }
 )
 """Error replies that mean "not now" (the command was refused whole and may be sent again
 once Redis recovers), as opposed to a bug in the request."""
 
+CLUSTER_RETRIES: Final = 3
+"""How often the cluster client sends a command again after a broken connection, a failover
+(CLUSTERDOWN) or a slot that is not covered, refreshing its map of the slots in between.
+Redirections (MOVED, ASK) and TRYAGAIN it follows on its own, within 16 hops."""
 
-def redis_error(error: RedisError | OSError) -> KafkaTasksError:
+
+def redis_error(error: RedisError | RedisClusterException | OSError) -> KafkaTasksError:
     """What a Redis error means to the services: unavailable (the worker waits, the API answers
     503) or a bug (raised loud; never silently retried)."""
     if isinstance(error, RedisConnectionError | RedisTimeoutError | OSError):
         return BackendUnavailableError("redis", str(error) or type(error).__name__)
+    if isinstance(error, SlotNotCoveredError):  # a slot without a node, mid-failover
+        return BackendUnavailableError("redis", str(error))
+    if isinstance(error, ClusterError) and not isinstance(error, ResponseError):
+        # "TTL exhausted": redirected or told TRYAGAIN for 16 hops (a slot being moved).
+        return BackendUnavailableError("redis", f"cluster: {error}")
     if isinstance(error, ResponseError):
-        code = str(error).split(" ", 1)[0]
+        # redis-py keeps a known reply's code aside and strips it from the message.
+        code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
         if code in UNAVAILABLE_REPLIES:
-            return BackendUnavailableError("redis", str(error))
+            return BackendUnavailableError("redis", f"{code} {error}")
     return StateStoreError(f"{type(error).__name__}: {error}")
 
 
@@ -50,7 +75,7 @@ def connect(
     max_connections: int | None = None,
     wait_for_connection: bool = True,
     read_timeout_seconds: float | None = None,
-) -> Redis:
+) -> RedisClient:
     """A pooled client that reconnects by itself: after a Redis restart every pooled
     connection is dead, and without retries each would fail one request before it is
     replaced (a 503 for a healthy Redis). Only a connection that broke is retried, never a
@@ -62,23 +87,35 @@ def connect(
     requests turned into 503s); without it, an exhausted pool raises MaxConnectionsError.
     ``read_timeout_seconds`` (default ``redis_timeout_seconds``) must outlast any blocking
     read the client makes.
+
+    With ``redis_cluster`` the client is redis-py's cluster client, started from the
+    ``redis_url`` node: it learns the slot map, sends each command to the node that owns its
+    slot and follows MOVED and ASK itself; ``max_connections`` then holds per node.
     """
-    options = {
+    limit = max_connections or settings.redis_max_connections
+    options: dict[str, Any] = {
         "socket_timeout": read_timeout_seconds or settings.redis_timeout_seconds,
         "socket_connect_timeout": settings.redis_timeout_seconds,
-        "retry": Retry(
-            ExponentialBackoff(cap=0.5, base=0.05),
-            retries=3,
-            supported_errors=(RedisConnectionError,),
-        ),
         "health_check_interval": 30,
-        "max_connections": max_connections or settings.redis_max_connections,
+        "max_connections": limit,
         # redis-py 8 takes "auto" maintenance notifications (a Redis Enterprise feature) as on,
         # and then hands out pooled connections without checking that Redis has not closed
         # them: a write after a Redis restart was sent on a dead connection, and whether it
         # ran could not be known. Off, the pool reconnects first.
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
+    if settings.redis_cluster:
+        # Its nodes' connections never retry by themselves; the cluster client does, after
+        # refreshing the slot map (a failover or a resharding may have moved the slot).
+        options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=CLUSTER_RETRIES)
+        if wait_for_connection:
+            return WaitingRedisCluster.from_url(settings.redis_url, **options)
+        return RedisCluster.from_url(settings.redis_url, **options)
+    options["retry"] = Retry(
+        ExponentialBackoff(cap=0.5, base=0.05),
+        retries=3,
+        supported_errors=(RedisConnectionError,),
+    )
     pool: ConnectionPool
     if wait_for_connection:
         pool = BlockingConnectionPool.from_url(
@@ -87,3 +124,56 @@ def connect(
     else:
         pool = ConnectionPool.from_url(settings.redis_url, **options)
     return Redis.from_pool(pool)
+
+
+class WaitingRedisCluster(RedisCluster):
+    """redis-py's cluster client, but a call waits for a connection instead of failing with
+    MaxConnectionsError when ``max_connections`` are busy (as ``BlockingConnectionPool``
+    does for a single server). At most ``max_connections`` calls run at once, and each
+    holds at most one connection per node, so no node's pool is ever exhausted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._calls = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))
+
+    async def within_budget(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        # A pipeline re-sends redirected commands through execute_command: a call that holds
+        # its turn already does not queue again (it would wait for itself).
+        if _HOLDS_A_TURN.get():
+            return await call()
+        async with self._calls:
+            token = _HOLDS_A_TURN.set(True)
+            try:
+                return await call()
+            finally:
+                _HOLDS_A_TURN.reset(token)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.within_budget(lambda: RedisCluster.execute_command(self, *args, **kwargs))
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        # mypy sees ClusterPipeline as abstract (an attribute its mixins declare); redis-py
+        # instantiates it the same way in RedisCluster.pipeline.
+        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+
+
+_HOLDS_A_TURN: ContextVar[bool] = ContextVar("holds_a_redis_turn", default=False)
+
+
+class _WaitingPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        client = self.cluster_client
+        assert isinstance(client, WaitingRedisCluster)
+        return await client.within_budget(
+            lambda: ClusterPipeline.execute(self, raise_on_error, allow_redirections)
+        )
+
+
+async def ping(client: RedisClient) -> bool:
+    """Redis answers: the server, or every master of a cluster (a replica that is down
+    leaves every slot served)."""
+    if isinstance(client, RedisCluster):
+        return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
+    return bool(await client.ping())

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import UUID
 
 from pydantic import JsonValue, ValidationError
 
@@ -29,6 +30,7 @@ from services.core.errors import (
     PayloadTooLargeError,
     SubmissionUnknownError,
 )
+from services.core.keys import new_task_id
 from services.core.logs import get_logger
 from services.core.models import TaskMessage, TaskRecord
 from services.core.publisher import TaskPublisher
@@ -54,15 +56,24 @@ class Submitter:
         self._catalog = catalog
         self._settings = settings
 
-    def validate(self, task: str, payload: dict[str, JsonValue]) -> TaskSpec:
-        """The task's spec, if ``payload`` fits it (UnknownTaskError, PayloadTooLargeError,
-        InvalidPayloadError otherwise)."""
+    def validate(self, task: str, payload: dict[str, JsonValue]) -> tuple[TaskSpec, dict[str, Any]]:
+        """The task's spec and the payload as its model outputs it (what is stored, published
+        and handed to the task: defaults filled in), if ``payload`` fits the model
+        (UnknownTaskError, PayloadTooLargeError, InvalidPayloadError otherwise).
+
+        A field the model does not declare is refused, unless the model says otherwise
+        (``model_config = ConfigDict(extra="allow" | "ignore")``): a misspelt field would
+        otherwise vanish and the task run with its default.
+        """
         spec = self._catalog.get(task)
         size = len(json.dumps(payload, separators=(",", ":")).encode())
         if size > self._settings.max_payload_bytes:
             raise PayloadTooLargeError(size=size, limit=self._settings.max_payload_bytes)
+        model = spec.payload_model
         try:
-            spec.payload_model.model_validate(payload)
+            validated = model.model_validate(
+                payload, extra=None if "extra" in model.model_config else "forbid"
+            )
         except ValidationError as error:
             raise InvalidPayloadError(
                 spec.name,
@@ -71,7 +82,7 @@ class Submitter:
                     for e in error.errors()
                 ],
             ) from error
-        return spec
+        return spec, validated.model_dump(mode="json", by_alias=True)
 
     async def submit(
         self,
@@ -80,26 +91,28 @@ class Submitter:
         *,
         idempotency_key: str | None = None,
     ) -> Submission:
-        """Accept a task: returns once it is stored and the broker acknowledged its message."""
-        spec = self.validate(task, payload)
-        task_id = uuid4()
+        """Accept a task: returns once it is stored and the broker acknowledged its message.
+        The task's id is in its Idempotency-Key's shard (keys.py), so that claiming the key
+        and creating the record are one atomic write, on a cluster too."""
+        spec, stored = self.validate(task, payload)
+        task_id = new_task_id(idempotency_key)
         try:
             record, created = await self._store.create(
-                task_id, spec.name, payload, idempotency_key=idempotency_key
+                task_id, spec.name, stored, idempotency_key=idempotency_key
             )
         except BackendUnavailableError as error:
             if error.maybe_applied:
-                await self._take_back(task_id, idempotency_key, error)
+                await self._take_back(task_id, spec.name, idempotency_key, error)
             raise
         if not created:
             return Submission(record, created=False)
-        message = TaskMessage(id=task_id, task=spec.name, payload=payload)
+        message = TaskMessage(id=task_id, task=spec.name, payload=stored)
         try:
             position = await self._publisher.publish(
                 self._settings.task_topic(spec.name), message, key=str(task_id)
             )
         except BackendUnavailableError as error:
-            if await self._take_back(task_id, idempotency_key, error):
+            if await self._take_back(task_id, spec.name, idempotency_key, error):
                 raise
             position = None  # a worker started it: the message was published after all
         if position is not None:
@@ -117,12 +130,16 @@ class Submitter:
         return Submission(record, created=True)
 
     async def _take_back(
-        self, task_id: UUID, idempotency_key: str | None, cause: BackendUnavailableError
+        self,
+        task_id: UUID,
+        task: str,
+        idempotency_key: str | None,
+        cause: BackendUnavailableError,
     ) -> bool:
         """Withdraw a submission about to be refused; False if a worker started it already.
         Raises SubmissionUnknownError when Redis cannot take the withdrawal."""
         try:
-            return await self._store.withdraw(task_id, idempotency_key=idempotency_key)
+            return await self._store.withdraw(task_id, task=task, idempotency_key=idempotency_key)
         except BackendUnavailableError as error:
             log.warning(
                 "submission left in doubt: it could not be withdrawn",
