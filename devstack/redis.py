@@ -183,3 +183,93 @@ def wait_ready(server: RedisServer, *, timeout: float = 30.0) -> None:
 
     if not wait_for(ready, timeout=timeout, interval=0.1):
         raise DevstackError(f"Redis did not answer PING in {timeout:.0f}s:\n{tail(server.log)}")
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """One node as the cluster sees it (``CLUSTER NODES``)."""
+
+    server: RedisServer
+    node_id: str
+    is_master: bool
+    slots: tuple[tuple[int, int], ...]
+    """Slot ranges it serves (first, last), masters only."""
+
+    def serves(self, slot: int) -> bool:
+        return any(first <= slot <= last for first, last in self.slots)
+
+
+def cluster_members(nodes: list[RedisServer]) -> list[ClusterMember]:
+    """Every node with its id, role and slots, as a node that answers sees them."""
+    by_port = {node.port: node for node in nodes}
+    for node in nodes:
+        if not alive(node.pid):
+            continue
+        argv = ["redis-cli", "-p", str(node.port), "CLUSTER", "NODES"]
+        answer = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        if answer.returncode != 0 or not answer.stdout.strip() or "ERR" in answer.stdout[:4]:
+            continue
+        text = answer.stdout
+        members = []
+        for line in text.strip().splitlines():
+            fields = line.split()
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            if port not in by_port or "fail" in fields[2].split(","):
+                continue
+            ranges = []
+            for token in fields[8:]:
+                if token.startswith("["):  # a slot being moved, not yet served
+                    continue
+                first, _, last = token.partition("-")
+                ranges.append((int(first), int(last or first)))
+            is_master = "master" in fields[2].split(",")
+            members.append(ClusterMember(by_port[port], fields[0], is_master, tuple(ranges)))
+        return members
+    raise DevstackError("no node of the Redis Cluster answers")
+
+
+def reshard(
+    nodes: list[RedisServer], *, source: str, target: str, slots: int, keys_per_batch: int = 10
+) -> None:
+    """Move ``slots`` slots (the first ones it serves) from master ``source`` to ``target``
+    with ``redis-cli --cluster reshard``: ``keys_per_batch`` keys per MIGRATE, while clients
+    keep writing (they are redirected with ASK, or told TRYAGAIN, until a slot has moved)."""
+    entry = next(node for node in nodes if alive(node.pid))
+    argv = [
+        "redis-cli",
+        "--cluster",
+        "reshard",
+        f"127.0.0.1:{entry.port}",
+        "--cluster-from",
+        source,
+        "--cluster-to",
+        target,
+        "--cluster-slots",
+        str(slots),
+        "--cluster-pipeline",
+        str(keys_per_batch),
+        "--cluster-yes",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise DevstackError(f"redis-cli --cluster reshard failed:\n{done.stdout}{done.stderr}")
+
+
+def reply_errors(nodes: list[RedisServer]) -> dict[str, int]:
+    """Error replies the running nodes have sent since they started, by code (``INFO
+    errorstats``): MOVED, ASK and TRYAGAIN show clients being redirected while slots move."""
+    totals: dict[str, int] = {}
+    for node in nodes:
+        if not alive(node.pid):
+            continue
+        client = redis.Redis(port=node.port, socket_timeout=2)
+        try:
+            stats = client.info("errorstats")
+        except redis.exceptions.RedisError:
+            continue
+        finally:
+            client.close()
+        for name, value in stats.items():
+            code = name.removeprefix("errorstat_")
+            totals[code] = totals.get(code, 0) + int(value["count"])
+    return totals

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
+from uuid import UUID
 
-from services.core.keys import FINISHED_TTL_SECONDS
+from services.core.keys import FINISHED_TTL_SECONDS, RedisKeys, shard_of
 from services.core.states import TERMINAL_STATES, TRANSITIONS, TaskState
 
 COMMON_ARGS: Final = 6
+
+_T = TypeVar("_T")
 
 RECORD_ONLY: Final = frozenset(
     {"id", "task", "payload", "created_at", "created_us", "result", "attempts"}
@@ -75,12 +78,56 @@ class Layout:
         # (it is the last key, and KEYS[n + 1] is nil in Lua).
         return f"KEYS[{self.roles.index(role) + 1}]" if role in self.roles else "nil"
 
+    def resolve(
+        self,
+        keys: RedisKeys,
+        task_id: UUID,
+        *,
+        task: str | None = None,
+        target: TaskState | None = None,
+        minute: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[str]:
+        """The KEYS for one call: the names (``keys.py``) of this task's keys and of its
+        shard's, in this layout's order; ``idempotency`` only when there is a key."""
+        shard = shard_of(task_id)
+        singles = {
+            "record": lambda: keys.record(task_id),
+            "events": lambda: keys.events(task_id),
+            "withdrawn": lambda: keys.withdrawn(task_id),
+            "deadlines": lambda: keys.deadlines(shard),
+            "finished": lambda: keys.finished(shard, _given(minute, "minute")),
+            "all": lambda: keys.index(shard),
+            "by_task": lambda: keys.index(shard, task=_given(task, "task")),
+        }
+        names = []
+        for role in self.roles:
+            if role == "idempotency":
+                if idempotency_key is not None:
+                    names.append(keys.idempotency(idempotency_key))
+            elif role in singles:
+                names.append(singles[role]())
+            else:
+                by_task = role.startswith(TASK_STATE_ROLE)
+                state = role.removeprefix(TASK_STATE_ROLE if by_task else STATE_ROLE)
+                if state == TARGET_STATE:
+                    state = _given(target, "target").value
+                name = _given(task, "task") if by_task else None
+                names.append(keys.index(shard, task=name, state=state))
+        return names
+
     def target_position(self) -> tuple[int, int]:
         """1-based KEYS positions of the target state's two indexes."""
         return (
             self.roles.index(STATE_ROLE + TARGET_STATE) + 1,
             self.roles.index(TASK_STATE_ROLE + TARGET_STATE) + 1,
         )
+
+
+def _given(value: _T | None, what: str) -> _T:
+    if value is None:
+        raise ValueError(f"this script's keys need the {what}")
+    return value
 
 
 def _pair(state: str) -> tuple[str, str]:

@@ -53,7 +53,7 @@ from services.core.state_codec import (
     record_from_fields,
     text,
 )
-from services.core.state_scripts import STATE_ROLE, TARGET_STATE, TASK_STATE_ROLE, Layout
+from services.core.state_scripts import Layout
 from services.core.states import TERMINAL_STATES, TaskState
 
 FOLLOW_BLOCK_SECONDS: Final = 15
@@ -641,49 +641,14 @@ class TaskStore:
         clock: _Clock | None = None,
         idempotency_key: str | None = None,
     ) -> list[str]:
-        """The KEYS of a script with ``layout``, for one task (all in its shard)."""
-        shard = shard_of(task_id)
-        keys = []
-        for role in layout.roles:
-            if role == "idempotency":
-                if idempotency_key is not None:
-                    keys.append(self._keys.idempotency(idempotency_key))
-                continue
-            keys.append(self._role_key(role, shard, task_id, task, target, clock))
-        return keys
-
-    def _role_key(
-        self,
-        role: str,
-        shard: int,
-        task_id: UUID,
-        task: str | None,
-        target: TaskState | None,
-        clock: _Clock | None,
-    ) -> str:
-        if role == "record":
-            return self._keys.record(task_id)
-        if role == "events":
-            return self._keys.events(task_id)
-        if role == "withdrawn":
-            return self._keys.withdrawn(task_id)
-        if role == "deadlines":
-            return self._keys.deadlines(shard)
-        if role == "finished":
-            assert clock is not None
-            return self._keys.finished(shard, clock.seconds // 60)
-        if role == "all":
-            return self._keys.index(shard)
-        if role == "by_task":
-            return self._keys.index(shard, task=task)
-        for prefix, by_task in ((STATE_ROLE, False), (TASK_STATE_ROLE, True)):
-            if role.startswith(prefix):
-                state = role.removeprefix(prefix)
-                if state == TARGET_STATE:
-                    assert target is not None
-                    state = target.value
-                return self._keys.index(shard, task=task if by_task else None, state=state)
-        raise ValueError(f"no key for role {role!r}")
+        return layout.resolve(
+            self._keys,
+            task_id,
+            task=task,
+            target=target,
+            minute=None if clock is None else clock.seconds // 60,
+            idempotency_key=idempotency_key,
+        )
 
     def _common_args(self, clock: _Clock) -> list[Any]:
         return [
