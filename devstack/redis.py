@@ -91,9 +91,10 @@ def start(
     return RedisServer(port, pid, str(directory), bus_port if cluster else None)
 
 
-def start_cluster_nodes(home: Path) -> list[RedisServer]:
+def start_cluster_nodes(
+    home: Path, *, masters: int = CLUSTER_MASTERS, replicas: int = CLUSTER_REPLICAS
+) -> list[RedisServer]:
     """The cluster's servers, not yet a cluster (see ``create_cluster``)."""
-    count = CLUSTER_MASTERS * (1 + CLUSTER_REPLICAS)
     return [
         start(
             home,
@@ -101,7 +102,7 @@ def start_cluster_nodes(home: Path) -> list[RedisServer]:
             directory=home / "redis-cluster" / f"node-{index}",
             cluster=True,
         )
-        for index in range(1, count + 1)
+        for index in range(1, masters * (1 + replicas) + 1)
     ]
 
 
@@ -113,9 +114,10 @@ def restart_node(home: Path, node: RedisServer) -> RedisServer:
     )
 
 
-def create_cluster(nodes: list[RedisServer]) -> None:
+def create_cluster(nodes: list[RedisServer], *, replicas: int = CLUSTER_REPLICAS) -> None:
     """Join fresh nodes into one cluster: ``redis-cli --cluster create`` gives the first
-    ``CLUSTER_MASTERS`` equal ranges of the 16,384 slots and the rest to them as replicas."""
+    ``len(nodes) / (1 + replicas)`` nodes equal ranges of the 16,384 slots and the rest to
+    them as replicas."""
     tools.ensure("redis-cli")
     for node in nodes:
         wait_ready(node)
@@ -125,7 +127,7 @@ def create_cluster(nodes: list[RedisServer]) -> None:
         "create",
         *(f"127.0.0.1:{node.port}" for node in nodes),
         "--cluster-replicas",
-        str(CLUSTER_REPLICAS),
+        str(replicas),
         "--cluster-yes",
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)

@@ -4,6 +4,7 @@ place Redis errors are classified."""
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeAlias
@@ -24,7 +25,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from services.core.errors import BackendUnavailableError, KafkaTasksError, StateStoreError
+from services.core.logs import get_logger
 from services.core.settings import Settings
+
+log = get_logger(__name__)
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What ``connect`` returns: the store and the services use either the same way."""
@@ -108,9 +112,9 @@ def connect(
         # Its nodes' connections never retry by themselves; the cluster client does, after
         # refreshing the slot map (a failover or a resharding may have moved the slot).
         options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=CLUSTER_RETRIES)
-        if wait_for_connection:
-            return WaitingRedisCluster.from_url(settings.redis_url, **options)
-        return RedisCluster.from_url(settings.redis_url, **options)
+        return ServiceRedisCluster.from_url(
+            settings.redis_url, wait_for_connection=wait_for_connection, **options
+        )
     options["retry"] = Retry(
         ExponentialBackoff(cap=0.5, base=0.05),
         retries=3,
@@ -126,47 +130,110 @@ def connect(
     return Redis.from_pool(pool)
 
 
-class WaitingRedisCluster(RedisCluster):
-    """redis-py's cluster client, but a call waits for a connection instead of failing with
-    MaxConnectionsError when ``max_connections`` are busy (as ``BlockingConnectionPool``
-    does for a single server). At most ``max_connections`` calls run at once, and each
-    holds at most one connection per node, so no node's pool is ever exhausted."""
+class ServiceRedisCluster(RedisCluster):
+    """redis-py's cluster client with two changes the services rely on.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    - With ``wait_for_connection`` a call waits for a connection instead of failing with
+      MaxConnectionsError when ``max_connections`` are busy (as ``BlockingConnectionPool``
+      does for a single server): at most ``max_connections`` calls run at once, each holding
+      at most one connection per node, so no node's pool runs dry.
+    - When redis-py refreshes its slot map in the middle of a command (after MOVED, or
+      CLUSTERDOWN during a failover) it calls ``aclose()``, which tore down every connection,
+      those other commands were using included: they failed with RuntimeError or
+      AttributeError (a write to a closed transport) instead of a connection error, and a
+      worker took that for a failure of the task. Here that refresh marks the connections
+      for a reconnect before their next use, as redis-py's own topology refresh does;
+      ``aclose()`` outside a command still closes everything.
+    - redis-py 8.1 still disconnects idle connections after a connection error while
+      another command may be picking one of them up (redis-py #4287, fixed after 8.1.0):
+      such a write to a closed transport is turned into the ConnectionError it is, and the
+      command is sent again on a fresh connection (every state write is safe to repeat).
+    """
+
+    def __init__(self, *args: Any, wait_for_connection: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._calls = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))
+        limit = int(kwargs.get("max_connections", 100))
+        self._calls = asyncio.Semaphore(limit) if wait_for_connection else None
 
-    async def within_budget(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def in_command(self, call: Callable[[], Awaitable[Any]]) -> Any:
         # A pipeline re-sends redirected commands through execute_command: a call that holds
         # its turn already does not queue again (it would wait for itself).
-        if _HOLDS_A_TURN.get():
+        if _IN_COMMAND.get():
             return await call()
-        async with self._calls:
-            token = _HOLDS_A_TURN.set(True)
-            try:
-                return await call()
-            finally:
-                _HOLDS_A_TURN.reset(token)
+        token = _IN_COMMAND.set(True)
+        try:
+            if self._calls is None:
+                return await past_closed_transports(call)
+            async with self._calls:
+                return await past_closed_transports(call)
+        finally:
+            _IN_COMMAND.reset(token)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        return await self.within_budget(lambda: RedisCluster.execute_command(self, *args, **kwargs))
+        return await self.in_command(lambda: RedisCluster.execute_command(self, *args, **kwargs))
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:
             return super().pipeline(transaction, shard_hint)
         # mypy sees ClusterPipeline as abstract (an attribute its mixins declare); redis-py
         # instantiates it the same way in RedisCluster.pipeline.
-        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+        return _ServicePipeline(self, transaction)  # type: ignore[abstract]
+
+    async def aclose(self) -> None:
+        if not _IN_COMMAND.get():
+            await super().aclose()
+            return
+        self._initialize = True  # the next attempt reads the slot map again
+        for node in list(self.nodes_manager.nodes_cache.values()):
+            node.update_active_connections_for_reconnect()
+            for connection in list(node._free):
+                connection.mark_for_reconnect()  # type: ignore[no-untyped-call]  # redis-py's
 
 
-_HOLDS_A_TURN: ContextVar[bool] = ContextVar("holds_a_redis_turn", default=False)
+CLOSED_TRANSPORT_RETRIES: Final = 2
 
 
-class _WaitingPipeline(ClusterPipeline):
+async def past_closed_transports(call: Callable[[], Awaitable[Any]]) -> Any:
+    """``call()``, sent again (at most ``CLOSED_TRANSPORT_RETRIES`` times) when it met a
+    connection closed under it; raised as a ConnectionError when that keeps happening."""
+    for attempt in range(CLOSED_TRANSPORT_RETRIES + 1):
+        try:
+            return await call()
+        except (RuntimeError, AttributeError, TypeError) as error:
+            if not closed_under_the_command(error):
+                raise
+            log.info("redis connection closed under a command", error=str(error), try_=attempt)
+            if attempt == CLOSED_TRANSPORT_RETRIES:
+                raise RedisConnectionError(
+                    f"connection closed under the command: {error}"
+                ) from error
+    raise AssertionError("unreachable")
+
+
+def closed_under_the_command(error: BaseException) -> bool:
+    """Whether ``error`` came out of redis-py's connection I/O (a transport another task
+    closed), not out of our code or a command's arguments."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return any(
+        frame.filename.endswith(("redis/asyncio/connection.py", "asyncio/streams.py"))
+        and frame.name in _CONNECTION_IO
+        for frame in frames
+    )
+
+
+_CONNECTION_IO: Final = frozenset(
+    {"_send_packed_command", "send_packed_command", "writelines", "write", "drain"}
+)
+
+
+_IN_COMMAND: ContextVar[bool] = ContextVar("in_a_redis_cluster_command", default=False)
+
+
+class _ServicePipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         client = self.cluster_client
-        assert isinstance(client, WaitingRedisCluster)
-        return await client.within_budget(
+        assert isinstance(client, ServiceRedisCluster)
+        return await client.in_command(
             lambda: ClusterPipeline.execute(self, raise_on_error, allow_redirections)
         )
 
