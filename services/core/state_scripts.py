@@ -230,7 +230,11 @@ local function write(previous, status, fields_from)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(change))
   if terminal[status] then
     redis.call('EXPIRE', record, ttl)
-    redis.call('EXPIRE', events, ttl)
+    -- A stream's first node is allocated at stream-node-max-bytes (4 KB by default, Redis
+    -- 6.2+) however little it holds, and kept so until it fills up: a finished task's few
+    -- events would cost 4 KB for as long as its record lives. Written again from its own
+    -- dump, the stream takes what it holds. Its expiry comes with it.
+    redis.call('RESTORE', events, ttl * 1000, redis.call('DUMP', events), 'REPLACE')
   else
     redis.call('PERSIST', record)
     redis.call('PERSIST', events)

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from redis.asyncio import RedisCluster
 
 from services.core.errors import (
     AlreadyRunningError,
@@ -391,3 +392,34 @@ async def test_events_carry_what_changed_and_the_history_rebuilds_every_state(
     assert all(r.payload == payload for r in history)
     assert [r.result for r in history] == [None] * 5 + [result]
     assert history[-1].model_dump() == (await store.get(task_id)).model_dump()
+
+
+async def blocked_clients(redis: RedisClient) -> int:
+    """Clients blocked in a command (XREAD) on the server, or on all masters of a cluster."""
+    if isinstance(redis, RedisCluster):
+        answers = await redis.info("clients", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(info["blocked_clients"]) for info in answers.values())
+    return int((await redis.info("clients"))["blocked_clients"])
+
+
+async def test_a_follower_waiting_for_the_terminal_write_receives_it(
+    store: TaskStore, redis_client: RedisClient
+) -> None:
+    # The terminal write rewrites the events stream (to give back its preallocated node):
+    # a follower blocked on it must still be woken with the last event.
+    task_id = new_task_id()
+    await store.create(task_id, "noop", {})
+    await store.transition(task_id, TaskState.PROGRESS, task="noop", start_delivery="t/0/1")
+    already_blocked = await blocked_clients(redis_client)
+    seen: list[TaskState] = []
+
+    async def follow() -> None:
+        async for record in store.follow(task_id, block_ms=30_000):
+            assert record is not None, "the terminal write must wake the follower"
+            seen.append(record.status)
+
+    follower = asyncio.create_task(follow())
+    await eventually(lambda: blocked_clients(redis_client), lambda n: n > already_blocked)
+    await store.transition(task_id, TaskState.COMPLETE, task="noop", result="done", attempt=1)
+    await asyncio.wait_for(follower, timeout=10)
+    assert seen == [TaskState.PROGRESS, TaskState.COMPLETE]
