@@ -80,14 +80,18 @@ class KafkaTasksObserver:
         return done
 
     async def history(self, ids: list[str]) -> dict[str, dict[str, float]]:
-        """Per task, when each state was first written (the record's events stream)."""
+        """Per task, when each state was first written: PENDING is the record's creation,
+        every later state an entry of its events stream."""
         out: dict[str, dict[str, float]] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
+                pipe.hget(self.keys.record(task_id), "created_at")
                 pipe.xrange(self.keys.events(task_id))
             replies = await pipe.execute()
-        for task_id, entries in zip(ids, replies, strict=True):
+        for task_id, created, entries in zip(ids, replies[::2], replies[1::2], strict=True):
             first: dict[str, float] = {}
+            if created is not None:
+                first["PENDING"] = _epoch(json.loads(created))
             for _, fields in entries:
                 status = fields[b"status"].decode()
                 first.setdefault(status, _epoch(json.loads(fields[b"updated_at"])))

@@ -88,9 +88,17 @@ def ready(url: str) -> bool:
         return False
 
 
-async def run_tasks(url: str, task: str, payload: dict[str, Any], count: int) -> None:
-    """Submit ``count`` tasks, 32 at a time, then wait until all are COMPLETE (the dashboard
-    summary's count, which both versions serve)."""
+async def run_tasks(
+    url: str,
+    task: str,
+    payload: dict[str, Any],
+    count: int,
+    *,
+    until: str = "COMPLETE",
+    expected: int | None = None,
+) -> None:
+    """Submit ``count`` tasks, 32 at a time, then wait until ``expected`` (default ``count``)
+    tasks are in state ``until`` (the dashboard summary's count, which both versions serve)."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         slots = asyncio.Semaphore(32)
 
@@ -103,10 +111,10 @@ async def run_tasks(url: str, task: str, payload: dict[str, Any], count: int) ->
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             summary = (await client.get("/dashboard/summary")).json()
-            if summary["counts"][task]["COMPLETE"] >= count:
+            if summary["counts"][task][until] >= (expected or count):
                 return
             await asyncio.sleep(0.5)
-    raise RuntimeError(f"{count} {task} tasks did not finish in time")
+    raise RuntimeError(f"{expected or count} {task} tasks did not reach {until} in time")
 
 
 def measure_memory(source: Path, tasks: int, sleep_tasks: int) -> list[MemoryFigure]:
@@ -116,10 +124,17 @@ def measure_memory(source: Path, tasks: int, sleep_tasks: int) -> list[MemoryFig
     port = state.redis_server.port
     figures = []
     scenarios = [
-        ("noop", {}, tasks, "finished noop task"),
-        ("sleep", {"seconds": 0.5, "steps": 10}, sleep_tasks, "sleep task, 10 progress steps"),
+        ("noop", {}, tasks, "finished noop task", True),
+        (
+            "sleep",
+            {"seconds": 0.5, "steps": 10},
+            sleep_tasks,
+            "sleep task, 10 progress steps",
+            True,
+        ),
+        ("noop", {}, tasks, "queued noop task (no worker yet)", False),
     ]
-    for task, payload, count, label in scenarios:
+    for task, payload, count, label, with_worker in scenarios:
         namespace = f"mem{task}{os.getpid()}"
         env = {
             **os.environ,
@@ -148,10 +163,14 @@ def measure_memory(source: Path, tasks: int, sleep_tasks: int) -> list[MemoryFig
                     raise RuntimeError(f"{pid_url} did not become ready (see {HOME / 'logs'})")
             # Warm up (scripts loaded, topics and indexes made), then measure.
             asyncio.run(run_tasks(url, task, payload, 20))
+            if not with_worker:
+                stop(worker)
             time.sleep(1)
             before = used_memory(port)
+            # The 20 warm-up tasks count among the COMPLETE ones, not among the PENDING.
+            until, total = ("COMPLETE", 20 + count) if with_worker else ("PENDING", count)
             with console.status(f"memory: {count} {task} tasks ({source})"):
-                asyncio.run(run_tasks(url, task, payload, 20 + count))
+                asyncio.run(run_tasks(url, task, payload, count, until=until, expected=total))
             time.sleep(2)  # the worker's last writes and lease renewals
             after = used_memory(port)
         finally:

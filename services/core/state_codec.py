@@ -1,10 +1,11 @@
 """How a task record is stored in a Redis hash, and how its lean events become records again.
 
 A record's fields hold JSON, except a few plain strings and integers (``RAW_FIELDS``). An
-event (``state_scripts.py``) holds only what its write changed, plus status, version and
-attempts; the payload and the result stay in the record. Replaying events therefore starts
-from the record's immutable fields and takes the result from the record when it reaches
-COMPLETE (a COMPLETE record never changes again, and expires with its events).
+event (``state_scripts.py``) holds only what a write after the create changed, plus status,
+version and attempts; the payload and the result stay in the record. Replaying events
+therefore starts from the record as its create made it (PENDING, version 1: its immutable
+fields) and takes the result from the record when it reaches COMPLETE (a COMPLETE record
+never changes again, and expires with its events).
 """
 
 from __future__ import annotations
@@ -66,14 +67,17 @@ def apply_event(record: TaskRecord, event: Fields, *, final: TaskRecord | None) 
 
 
 def history_from(fields: Fields, events: Sequence[tuple[Any, Fields]]) -> list[TaskRecord]:
-    """Every state a task went through (from the first event kept), oldest first, from its
-    stored record and its event entries."""
+    """Every state a task went through, oldest first, from its stored record and its event
+    entries: the create's PENDING (unless the stream's cap dropped the oldest events), then
+    one state per event."""
     final = record_from_fields(fields)
     immutable = final.model_dump(include=set(IMMUTABLE_FIELDS))
     state = TaskRecord.model_validate(
-        {**immutable, "status": TaskState.PENDING, "updated_at": final.created_at}
+        {**immutable, "status": TaskState.PENDING, "version": 1, "updated_at": final.created_at}
     )
     history = []
+    if not events or int(decode_fields(events[0][1])["version"]) == 2:
+        history.append(state)
     for _, event in events:
         state = apply_event(state, event, final=final)
         history.append(state)

@@ -17,9 +17,11 @@ applying anything (a client that lost the reply and tried again).
 Events are lean: a stream entry holds what the write changed (status, version, attempts and
 the fields the write set), never the payload or the result, which stay in the record only
 (``RECORD_ONLY``): whoever replays events reads those from the record
-(``state_codec.py``). Common ARGV of the record-writing scripts (``COMMON_ARGS``): now (µs),
-expiry cutoff (µs), now (s), result TTL (s), event stream cap, write id. Script-specific
-arguments follow, then field/value pairs.
+(``state_codec.py``). A create appends no event (the record is its version 1), so a queued
+task has no stream yet; a terminal write rewrites the stream at the size it holds. Common
+ARGV of the record-writing scripts (``COMMON_ARGS``): now (µs), expiry cutoff (µs), now (s),
+result TTL (s), event stream cap, write id. Script-specific arguments follow, then
+field/value pairs.
 """
 
 from __future__ import annotations
@@ -211,6 +213,8 @@ local function replayed()
 end
 
 -- Store the fields, raise the version, keep the indexes, append what changed to the events.
+-- A create (no previous state) appends nothing: version 1, PENDING, is the record itself, and
+-- a queued task has no stream at all (a stream's first node costs 4 KB, see below).
 local function write(previous, status, fields_from)
   redis.call('HSET', record, 'status', status, 'write', write_id, unpack(ARGV, fields_from))
   local change = {{'status', status}}
@@ -227,7 +231,7 @@ local function write(previous, status, fields_from)
   change[#change + 1] = version
   change[#change + 1] = 'attempts'
   change[#change + 1] = kept[3]
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(change))
+  if previous then redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(change)) end
   if terminal[status] then
     redis.call('EXPIRE', record, ttl)
     -- A stream's first node is allocated at stream-node-max-bytes (4 KB by default, Redis

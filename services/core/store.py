@@ -432,7 +432,7 @@ class TaskStore:
         """Every state write the task went through (up to the stream's cap), oldest first."""
         keys = self._layout_keys(state_scripts.READ_KEYS, task_id)
         fields, entries = await self._guard(self._history(keys=keys, args=[]))
-        if not fields or not entries:
+        if not fields:
             raise TaskNotFoundError(str(task_id))
         return history_from(flat_to_mapping(fields), [(i, flat_to_mapping(e)) for i, e in entries])
 
@@ -444,8 +444,9 @@ class TaskStore:
 
         Yields None when ``block_ms`` passes without a write, so callers can send keep-alives.
         The record and the id of its latest event are read together, and the events are
-        followed from there: no write is missed or repeated. Each event holds what its write
-        changed; applied to the record before it, it gives the record after it.
+        followed from there (from the start of a stream a queued task does not have yet): no
+        write is missed or repeated. Each event holds what its write changed; applied to the
+        record before it, it gives the record after it.
         """
         keys = self._layout_keys(state_scripts.READ_KEYS, task_id)
         events = keys[1]

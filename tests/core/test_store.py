@@ -75,6 +75,8 @@ async def test_live_records_never_expire_and_terminal_ones_do(
     task_id = uuid.uuid4()
     await store.create(task_id, "noop", {})
     assert await redis_client.ttl(store.keys.record(task_id)) == -1
+    # The create is the record's version 1: a queued task has no events stream yet.
+    assert not await redis_client.exists(store.keys.events(task_id))
     await store.transition(task_id, TaskState.COMPLETE, result=None)
     ttl = await redis_client.ttl(store.keys.record(task_id))
     assert 0 < ttl <= 60
@@ -366,9 +368,10 @@ async def test_events_carry_what_changed_and_the_history_rebuilds_every_state(
     result = {"big": "y" * 20_000}
     await store.transition(task_id, TaskState.COMPLETE, result=result, attempt=1)
 
-    # Neither the payload nor the result is copied into the events: 6 entries stay small.
+    # Neither the payload nor the result is copied into the events: the 5 writes after the
+    # create (which is the record itself) stay small.
     entries = await redis_client.xrange(store.keys.events(task_id))
-    assert len(entries) == 6
+    assert len(entries) == 5
     assert all(b"payload" not in fields and b"result" not in fields for _, fields in entries)
     assert sum(len(k) + len(v) for _, fields in entries for k, v in fields.items()) < 3000
 
