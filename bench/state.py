@@ -14,7 +14,10 @@ Redis and a cluster of 3 masters (no replicas, AOF on like the server). CPU per 
 from each redis-server's /proc stat, so the cluster's per-master figures say what one
 master would carry on a machine of its own.
 
-Output: ``build/bench/state.md`` and ``build/bench/state.json``.
+``--baseline ../main`` measures the memory of that checkout first, in the same run, as the
+"before" column (``--before state.json`` takes it from an earlier run instead).
+
+Output: ``build/bench/state.md``, ``state.png`` and ``state.json``.
 """
 
 from __future__ import annotations
@@ -30,14 +33,19 @@ import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
 from rich.console import Console
+from rich.progress import Progress as Bars
+from rich.progress import TaskID
 
+from bench import progress
 from bench.cpu import cpu_seconds
+from bench.report import machine
 from devstack import redis as devstack_redis
 from devstack import stack
 from devstack.processes import free_port, spawn, stop, wait_for
@@ -96,9 +104,13 @@ async def run_tasks(
     *,
     until: str = "COMPLETE",
     expected: int | None = None,
+    shown: tuple[Bars, TaskID] | None = None,
 ) -> None:
     """Submit ``count`` tasks, 32 at a time, then wait until ``expected`` (default ``count``)
-    tasks are in state ``until`` (the dashboard summary's count, which both versions serve)."""
+    tasks are in state ``until`` (the dashboard summary's count, which both versions serve).
+    ``shown``: a progress bar (of ``count``) advanced as tasks are accepted, then as they
+    reach ``until``."""
+    target = expected or count
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         slots = asyncio.Semaphore(32)
 
@@ -106,15 +118,22 @@ async def run_tasks(
             async with slots:
                 response = await client.post("/tasks", json={"task": task, "payload": payload})
                 response.raise_for_status()
+                if shown is not None:
+                    shown[0].advance(shown[1])
 
         await asyncio.gather(*(submit() for _ in range(count)))
+        if shown is not None:
+            shown[0].update(shown[1], description=f"{shown[0].tasks[shown[1]].description} ->")
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            summary = (await client.get("/dashboard/summary")).json()
-            if summary["counts"][task][until] >= (expected or count):
+            reached = (await client.get("/dashboard/summary")).json()["counts"][task][until]
+            if shown is not None:
+                # ``reached`` may count the warm-up tasks: show only this run's share.
+                shown[0].update(shown[1], completed=max(0, count - (target - reached)))
+            if reached >= target:
                 return
             await asyncio.sleep(0.5)
-    raise RuntimeError(f"{expected or count} {task} tasks did not reach {until} in time")
+    raise RuntimeError(f"{target} {task} tasks did not reach {until} in time")
 
 
 def measure_memory(source: Path, tasks: int, sleep_tasks: int) -> list[MemoryFigure]:
@@ -159,7 +178,7 @@ def measure_memory(source: Path, tasks: int, sleep_tasks: int) -> list[MemoryFig
         )
         try:
             for pid_url in (url, worker_url):
-                if not wait_for(lambda u=pid_url: ready(u), timeout=120):
+                if not wait_for(partial(ready, pid_url), timeout=120):
                     raise RuntimeError(f"{pid_url} did not become ready (see {HOME / 'logs'})")
             # Warm up (scripts loaded, topics and indexes made), then measure.
             asyncio.run(run_tasks(url, task, payload, 20))
@@ -169,8 +188,20 @@ def measure_memory(source: Path, tasks: int, sleep_tasks: int) -> list[MemoryFig
             before = used_memory(port)
             # The 20 warm-up tasks count among the COMPLETE ones, not among the PENDING.
             until, total = ("COMPLETE", 20 + count) if with_worker else ("PENDING", count)
-            with console.status(f"memory: {count} {task} tasks ({source})"):
-                asyncio.run(run_tasks(url, task, payload, count, until=until, expected=total))
+            with progress.bars(console) as bars:
+                bar = bars.add_task(f"{label}: submitted", total=count)
+                asyncio.run(
+                    run_tasks(
+                        url,
+                        task,
+                        payload,
+                        count,
+                        until=until,
+                        expected=total,
+                        shown=(bars, bar),
+                    )
+                )
+                bars.update(bar, description=f"{label}: {until}")
             time.sleep(2)  # the worker's last writes and lease renewals
             after = used_memory(port)
         finally:
@@ -238,8 +269,13 @@ def measure_throughput(
         pool.map(driver_process, [(payload, 4, 1.0)] * args.processes)
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.monotonic()
-        with console.status(f"throughput: {mode}, {args.seconds:g} s"):
-            answers = pool.map(driver_process, work)
+        with progress.bars(console) as bars:
+            bar = bars.add_task(f"throughput: {mode}, seconds", total=int(args.seconds))
+            pending = pool.map_async(driver_process, work)
+            while not pending.ready():
+                pending.wait(0.5)
+                bars.update(bar, completed=min(args.seconds, time.monotonic() - started))
+            answers = pending.get()
         elapsed = time.monotonic() - started
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
     tasks = sum(done for done, _ in answers)
@@ -322,20 +358,20 @@ def report(
             "| run | mode | tasks/s | Redis CPU per task (µs) | driver CPU per task (µs) |",
             "| --- | --- | ---: | --- | ---: |",
         ]
-        for index, figure in enumerate(flows):
-            cpu = ", ".join(f"{n} {v:.0f}" for n, v in figure.redis_cpu_us_per_task.items())
+        for index, flow in enumerate(flows):
+            cpu = ", ".join(f"{n} {v:.0f}" for n, v in flow.redis_cpu_us_per_task.items())
             lines.append(
-                f"| {index // 2 + 1} | {figure.mode} | {figure.tasks_per_second:,.0f} | {cpu} | "
-                f"{figure.driver_cpu_us_per_task:.0f} |"
+                f"| {index // 2 + 1} | {flow.mode} | {flow.tasks_per_second:,.0f} | {cpu} | "
+                f"{flow.driver_cpu_us_per_task:.0f} |"
             )
         pairs = list(zip(flows[::2], flows[1::2], strict=True))
         for server, cluster in pairs:
-            ratio = cluster.tasks_per_second / server.tasks_per_second
+            speedup = cluster.tasks_per_second / server.tasks_per_second
             server_cpu = sum(server.redis_cpu_us_per_task.values())
             master_cpu = list(cluster.redis_cpu_us_per_task.values())
             lines += [
                 "",
-                f"- cluster / standalone throughput: **{ratio:.2f}** "
+                f"- cluster / standalone throughput: **{speedup:.2f}** "
                 f"({cluster.tasks_per_second:,.0f} / {server.tasks_per_second:,.0f} tasks/s)",
                 f"- Redis CPU per task: standalone {server_cpu:.0f} µs; cluster "
                 f"{sum(master_cpu):.0f} µs over its masters "
@@ -344,7 +380,75 @@ def report(
                 f"the shards are): one server {1e6 / server_cpu:,.0f} tasks/s; 3 masters "
                 f"{1e6 / max(master_cpu):,.0f} tasks/s (the busiest master saturates first)",
             ]
+    if flows:
+        lines += [
+            "",
+            "Per-master CPU is per task of the whole run; a master writes the tasks of its 8 of "
+            "the 24 shards, so its CPU per task it wrote is 3x that figure. The projection "
+            "assumes: Redis is the bottleneck (API, workers and clients scaled out beside it); "
+            "each master has a core of its own and the network adds no CPU; CPU per task stays "
+            "what it is at this load (more load batches more per read, so this errs low); task "
+            "ids spread evenly over the shards (they are drawn uniformly) and the shards evenly "
+            "over the masters; no replicas (a replica costs its master the replication stream); "
+            "AOF everysec as here. Listings, dashboard counts and the reaper fan out over every "
+            "shard and are not in this workload.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def plot(
+    memory: list[MemoryFigure],
+    before: list[MemoryFigure],
+    flows: list[ThroughputFigure],
+    path: Path,
+) -> None:
+    """Memory per task before/after, and tasks/s plus Redis CPU per task by mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
+    earlier = {figure.scenario: figure.bytes_per_task for figure in before}
+    labels = [figure.scenario for figure in memory]
+    xs = range(len(labels))
+    width = 0.38
+    old = [earlier.get(label, 0.0) for label in labels]
+    new = [figure.bytes_per_task for figure in memory]
+    axes[0].bar([x - width / 2 for x in xs], old, width, label="before", color="#8c8c8c")
+    axes[0].bar([x + width / 2 for x in xs], new, width, label="after", color="#1f77b4")
+    for x, was, now in zip(xs, old, new, strict=True):
+        axes[0].annotate(f"{now:,.0f} B", (x + width / 2, now), ha="center", va="bottom")
+        if was:
+            axes[0].annotate(f"{was:,.0f} B", (x - width / 2, was), ha="center", va="bottom")
+    axes[0].set_xticks(list(xs), [label.replace(", ", ",\n") for label in labels], fontsize=8)
+    axes[0].set_ylabel("Redis used_memory per task, bytes")
+    axes[0].set_title("Redis memory per task")
+    axes[0].legend()
+
+    runs = [f"{figure.mode} #{index // 2 + 1}" for index, figure in enumerate(flows)]
+    rates = [figure.tasks_per_second for figure in flows]
+    colors = ["#8c8c8c" if figure.mode == "standalone" else "#1f77b4" for figure in flows]
+    axes[1].bar(range(len(runs)), rates, color=colors)
+    for x, figure in enumerate(flows):
+        cpu = "\n".join(f"{n} {v:.0f} µs" for n, v in figure.redis_cpu_us_per_task.items())
+        axes[1].annotate(
+            f"{figure.tasks_per_second:,.0f}/s\n{cpu}",
+            (x, figure.tasks_per_second),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    axes[1].set_xticks(list(range(len(runs))), runs)
+    axes[1].set_ylabel("tasks/s (4 state scripts each)")
+    axes[1].set_title("state-write throughput; Redis CPU per task by server")
+    if rates:
+        axes[1].set_ylim(0, max(rates) * 1.45)
+    fig.suptitle(f"kafka-tasks state layer — {machine()}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         help="checkout whose API and worker the memory run uses (its own .venv)",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (its own .venv), e.g. a worktree of main: its memory figures, "
+        "measured first in the same run, are the 'before' column",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         default=None,
@@ -373,17 +484,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]bench-state[/]: everything under {stack.short_path(HOME)}")
-    memory = [] if args.skip_memory else measure_memory(args.source, args.tasks, args.sleep_tasks)
-    flows = [] if args.skip_throughput else throughput(args)
-    before = []
+    before: list[MemoryFigure] = []
     if args.before is not None:
         earlier = json.loads(args.before.read_text())
         before = [MemoryFigure(**figure) for figure in earlier["memory"]]
-    results = {"memory": [asdict(m) for m in memory], "throughput": [asdict(f) for f in flows]}
+    if args.baseline is not None and not args.skip_memory:
+        console.print(f"[bold]memory, before[/]: {args.baseline}")
+        before = measure_memory(args.baseline, args.tasks, args.sleep_tasks)
+    if not args.skip_memory:
+        console.print(f"[bold]memory, after[/]: {args.source}")
+    memory = [] if args.skip_memory else measure_memory(args.source, args.tasks, args.sleep_tasks)
+    flows = [] if args.skip_throughput else throughput(args)
+    results = {
+        "memory": [asdict(m) for m in memory],
+        "before": [asdict(m) for m in before],
+        "throughput": [asdict(f) for f in flows],
+    }
     name = "state" if args.source == REPO_ROOT else "state-source"
     (OUT / f"{name}.json").write_text(json.dumps(results, indent=2))
     (OUT / f"{name}.md").write_text(report(memory, before, flows, args))
-    console.print(f"wrote {stack.short_path(OUT / f'{name}.md')}")
+    plot(memory, before, flows, OUT / f"{name}.png")
+    console.print(f"wrote {stack.short_path(OUT / f'{name}.md')}, {name}.png, {name}.json")
     return 0
 
 
