@@ -22,7 +22,7 @@ from services.core.models import Progress, TaskError, TaskMessage
 from services.core.redis_client import RedisClient
 from services.core.settings import Settings
 from services.core.states import TaskState
-from services.core.store import Reclaimed, TaskStore
+from services.core.store import EVENTS_MAX_LEN, Reclaimed, TaskStore
 from tests.helpers import eventually
 
 
@@ -426,3 +426,51 @@ async def test_a_follower_waiting_for_the_terminal_write_receives_it(
     await store.transition(task_id, TaskState.COMPLETE, task="noop", result="done", attempt=1)
     await asyncio.wait_for(follower, timeout=10)
     assert seen == [TaskState.PROGRESS, TaskState.COMPLETE]
+
+
+async def test_a_queued_task_without_a_stream_is_followed_and_has_a_history(
+    store: TaskStore, redis_client: RedisClient
+) -> None:
+    # The create appends no event: the record is version 1. A follower that starts while the
+    # task is queued waits on a stream that does not exist yet and sees its first write.
+    task_id = new_task_id()
+    await store.create(task_id, "noop", {})
+    assert not await redis_client.exists(store.keys.events(task_id))
+    assert [(r.status, r.version) for r in await store.history(task_id)] == [(TaskState.PENDING, 1)]
+    seen: list[tuple[TaskState, int]] = []
+    first_read = asyncio.Event()
+
+    async def follow() -> None:
+        async for record in store.follow(task_id, block_ms=200):
+            if record is not None:
+                seen.append((record.status, record.version))
+                first_read.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(first_read.wait(), timeout=10)
+    await store.transition(task_id, TaskState.PROGRESS, task="noop", start_delivery="t/0/1")
+    await store.transition(task_id, TaskState.COMPLETE, result=1, attempt=1)
+    await asyncio.wait_for(follower, timeout=10)
+    assert seen == [(TaskState.PENDING, 1), (TaskState.PROGRESS, 2), (TaskState.COMPLETE, 3)]
+
+
+async def test_a_history_whose_oldest_events_were_trimmed_starts_at_the_first_kept(
+    store: TaskStore, redis_client: RedisClient
+) -> None:
+    task_id = new_task_id()
+    await store.create(task_id, "sleep", {})
+    await store.transition(task_id, TaskState.PROGRESS, task="sleep", start_delivery="t/0/1")
+    for step in range(EVENTS_MAX_LEN + 200):
+        await store.transition(
+            task_id, TaskState.PROGRESS, progress=Progress(percent=step % 100), attempt=1
+        )
+    entries = await redis_client.xrange(store.keys.events(task_id), count=1)
+    first_version = int(entries[0][1][b"version"])
+    assert first_version > 2, "the stream's cap should have dropped the oldest events"
+
+    history = await store.history(task_id)
+    # No PENDING made up from the record in front of a gap: the first state is the first
+    # event kept, and the versions run on from there without a hole.
+    assert history[0].version == first_version
+    assert [r.version for r in history] == list(range(first_version, history[-1].version + 1))
+    assert history[-1].model_dump() == (await store.get(task_id)).model_dump()
