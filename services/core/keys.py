@@ -19,7 +19,8 @@ script, as BullMQ keeps a custom job id and its job in one slot.
 Every key starts with ``<namespace>:{<shard tag>}:``, then:
 
 - ``task:<id>``: hash, the record. Live: no TTL; terminal: ``result_ttl_seconds``.
-- ``events:<id>``: stream, one entry per write with what it changed. Expires with its record.
+- ``events:<id>``: stream, one entry per write after the create with what it changed (none
+  while the task is queued). Expires with its record.
 - ``withdrawn:<id>``: string, a submission the API took back. ``result_ttl_seconds``.
 - ``idempotency:<key>``: string ``<task id> <request hash>``. ``result_ttl_seconds``.
   In the key's shard, which is its task's.
