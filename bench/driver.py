@@ -31,6 +31,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bench.stats import percentile
+from services.core.keys import RedisKeys
 
 POLL_SECONDS = 0.5
 """How often the store is read for finished tasks. Latency does not depend on it (finish times
@@ -57,20 +58,21 @@ def _epoch(text: str) -> float:
 
 
 class KafkaTasksObserver:
-    """Reads ``status`` and ``updated_at`` of kafka-tasks records (see services/core/keys.py)."""
+    """Reads ``status`` and ``updated_at`` of kafka-tasks records and events (their key names
+    from services/core/keys.py)."""
 
     TERMINAL = frozenset({"COMPLETE", "FAILURE", "CANCELLED"})
 
     def __init__(self, redis_url: str, namespace: str) -> None:
         self.redis = Redis.from_url(redis_url)
-        self.prefix = f"{namespace}:task:"
+        self.keys = RedisKeys(namespace)
 
     async def finished(self, ids: list[str]) -> dict[str, tuple[str, float]]:
         done: dict[str, tuple[str, float]] = {}
         for chunk in _chunks(ids, 1000):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for task_id in chunk:
-                    pipe.hmget(self.prefix + task_id, "status", "updated_at")
+                    pipe.hmget(self.keys.record(task_id), "status", "updated_at")
                 replies = await pipe.execute()
             for task_id, (status, updated) in zip(chunk, replies, strict=True):
                 if status is not None and status.decode() in self.TERMINAL:
@@ -78,14 +80,18 @@ class KafkaTasksObserver:
         return done
 
     async def history(self, ids: list[str]) -> dict[str, dict[str, float]]:
-        """Per task, when each state was first written (the record's events stream)."""
+        """Per task, when each state was first written: PENDING is the record's creation,
+        every later state an entry of its events stream."""
         out: dict[str, dict[str, float]] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
-                pipe.xrange(f"{self.prefix}{task_id}:events")
+                pipe.hget(self.keys.record(task_id), "created_at")
+                pipe.xrange(self.keys.events(task_id))
             replies = await pipe.execute()
-        for task_id, entries in zip(ids, replies, strict=True):
+        for task_id, created, entries in zip(ids, replies[::2], replies[1::2], strict=True):
             first: dict[str, float] = {}
+            if created is not None:
+                first["PENDING"] = _epoch(json.loads(created))
             for _, fields in entries:
                 status = fields[b"status"].decode()
                 first.setdefault(status, _epoch(json.loads(fields[b"updated_at"])))

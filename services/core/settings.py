@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     topic_replication_factor: Annotated[int, Field(ge=1, le=7)] = 1
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """A single Redis, or (with ``redis_cluster``) any node of a cluster: ``rediss://`` for
+    TLS, ``redis://:<password>@host`` or ``redis://<user>:<password>@host`` for auth."""
+    redis_cluster: bool = False
+    """Talk to a Redis Cluster (or Valkey / ElastiCache / Memorystore / Azure cluster mode)
+    with the cluster client. The keys and scripts are the same in both modes (keys.py)."""
     redis_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     redis_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Redis connections per process for requests and task writes. When all are busy a call

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import UUID
 
 from pydantic import JsonValue, ValidationError
 
@@ -32,6 +33,7 @@ from services.core.errors import (
     SubmissionUnknownError,
     UnknownTaskError,
 )
+from services.core.keys import new_task_id
 from services.core.logs import get_logger
 from services.core.models import TaskMessage, TaskRecord
 from services.core.publisher import TaskPublisher
@@ -57,15 +59,24 @@ class Submitter:
         self._catalog = catalog
         self._settings = settings
 
-    def validate(self, task: str, payload: dict[str, JsonValue]) -> TaskSpec:
-        """The task's spec, if ``payload`` fits it (UnknownTaskError, PayloadTooLargeError,
-        InvalidPayloadError otherwise)."""
+    def validate(self, task: str, payload: dict[str, JsonValue]) -> tuple[TaskSpec, dict[str, Any]]:
+        """The task's spec and the payload as its model outputs it (what is stored, published
+        and handed to the task: defaults filled in), if ``payload`` fits the model
+        (UnknownTaskError, PayloadTooLargeError, InvalidPayloadError otherwise).
+
+        A field the model does not declare is refused, unless the model says otherwise
+        (``model_config = ConfigDict(extra="allow" | "ignore")``): a misspelt field would
+        otherwise vanish and the task run with its default.
+        """
         spec = self._catalog.get(task)
         size = len(json.dumps(payload, separators=(",", ":")).encode())
         if size > self._settings.max_payload_bytes:
             raise PayloadTooLargeError(size=size, limit=self._settings.max_payload_bytes)
+        model = spec.payload_model
         try:
-            spec.payload_model.model_validate(payload)
+            validated = model.model_validate(
+                payload, extra=None if "extra" in model.model_config else "forbid"
+            )
         except ValidationError as error:
             raise InvalidPayloadError(
                 spec.name,
@@ -74,11 +85,13 @@ class Submitter:
                     for e in error.errors()
                 ],
             ) from error
-        return spec
+        return spec, validated.model_dump(mode="json", by_alias=True)
 
-    def validate_batch(self, items: Sequence[tuple[str, dict[str, JsonValue]]]) -> list[TaskSpec]:
-        """The specs of a batch's tasks, if every one fits (all or nothing): InvalidBatchError
-        with the errors of each refused task by its index otherwise."""
+    def validate_batch(
+        self, items: Sequence[tuple[str, dict[str, JsonValue]]]
+    ) -> list[tuple[TaskSpec, dict[str, Any]]]:
+        """``validate`` for each of a batch's tasks, if every one fits (all or nothing):
+        InvalidBatchError with the errors of each refused task by its index otherwise."""
         limit = self._settings.api_max_batch_tasks
         if not items or len(items) > limit:
             raise InvalidBatchError(f"a batch holds 1 to {limit} tasks; this one has {len(items)}")
@@ -112,8 +125,11 @@ class Submitter:
         idempotency_key: str | None = None,
     ) -> Submission:
         """Accept a task: returns once it is stored and the broker acknowledged its message."""
-        spec = self.validate(task, payload)
-        [submission] = await self._accept([NewTask(uuid4(), spec.name, payload, idempotency_key)])
+        spec, stored = self.validate(task, payload)
+        # The id is in its Idempotency-Key's shard (keys.py), so that claiming the key and
+        # creating the record are one atomic write, on a cluster too.
+        new = NewTask(new_task_id(idempotency_key), spec.name, stored, idempotency_key)
+        [submission] = await self._accept([new])
         return submission
 
     async def submit_many(
@@ -126,13 +142,13 @@ class Submitter:
         trip, published as one producer batch; returns once the broker has every message.
         With an Idempotency-Key, task i of the batch takes ``<key>#<i>``: the same batch sent
         again returns the same tasks."""
-        specs = self.validate_batch(items)
+        keys = [
+            f"{idempotency_key}#{index}" if idempotency_key else None for index in range(len(items))
+        ]
         return await self._accept(
             [
-                NewTask(uuid4(), spec.name, payload, f"{idempotency_key}#{index}")
-                if idempotency_key
-                else NewTask(uuid4(), spec.name, payload)
-                for index, (spec, (_, payload)) in enumerate(zip(specs, items, strict=True))
+                NewTask(new_task_id(key), spec.name, stored, key)
+                for key, (spec, stored) in zip(keys, self.validate_batch(items), strict=True)
             ]
         )
 
@@ -194,7 +210,9 @@ class Submitter:
         running = []
         for task in tasks:
             try:
-                if not await self._store.withdraw(task.id, idempotency_key=task.idempotency_key):
+                if not await self._store.withdraw(
+                    task.id, task=task.task, idempotency_key=task.idempotency_key
+                ):
                     running.append(task.id)
             except BackendUnavailableError as error:
                 log.warning(

@@ -147,6 +147,7 @@ class TaskRunner:
         return await self._store.transition(
             message.id,
             TaskState.PROGRESS,
+            task=message.task,
             progress=Progress(percent=0, message="started"),
             start_delivery=delivery,
         )
@@ -194,7 +195,9 @@ class TaskRunner:
 
     async def _call(self, spec: TaskSpec, message: TaskMessage, attempt: int) -> Any:
         loop = asyncio.get_running_loop()
-        context = WorkerTaskContext(self._store, self._leases, message.id, attempt, loop)
+        context = WorkerTaskContext(
+            self._store, self._leases, message.id, message.task, attempt, loop
+        )
         payload = spec.payload_model.model_validate(message.payload)
         if spec.is_async:
             call: Awaitable[Any] = spec.function(payload, context)
@@ -228,7 +231,12 @@ class TaskRunner:
         try:
             await until_available(
                 lambda: self._store.transition(
-                    message.id, TaskState.RETRY, error=failure, retry_at=due, attempt=attempt
+                    message.id,
+                    TaskState.RETRY,
+                    task=message.task,
+                    error=failure,
+                    retry_at=due,
+                    attempt=attempt,
                 )
             )
         except (InvalidTransitionError, TaskNotFoundError) as refused:
@@ -284,6 +292,7 @@ class TaskRunner:
                 lambda: self._store.transition(
                     message.id,
                     state,
+                    task=message.task,
                     result=result,
                     error=error,
                     progress=progress,

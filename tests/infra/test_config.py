@@ -229,3 +229,23 @@ def test_api_keys_must_be_a_json_list_of_keys(
 )
 def test_quantities_are_read_like_kubernetes_reads_them(text: str, value: str) -> None:
     assert parse_quantity(text) == Decimal(value)
+
+
+def test_a_cluster_endpoint_needs_a_url(render_dev_with: Callable[..., RenderedStack]) -> None:
+    with pytest.raises(ConfigError, match=r"redisUrl is not set \(redisMode cluster-external\)"):
+        render_dev_with(secrets={"apiKeys": '["k"]'}, redisMode="cluster-external")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("rediss://:pw@cfg.example.com:6379/2", "has only database 0"),
+        ("http://cfg.example.com:6379", "redis:// or rediss://"),
+        ("rediss://", "with a host"),
+    ],
+)
+def test_a_cluster_endpoint_url_a_cluster_client_cannot_use_is_refused(
+    render_dev_with: Callable[..., RenderedStack], url: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match=says):
+        render_dev_with(secrets={"apiKeys": '["k"]', "redisUrl": url}, redisMode="cluster-external")
