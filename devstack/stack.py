@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from devstack import kafka, redis
-from devstack.processes import DevstackError, alive, free_port, spawn, stop, tail, wait_for
+from devstack.processes import (
+    DevstackError,
+    alive,
+    bindable,
+    free_port,
+    spawn,
+    stop,
+    tail,
+    wait_for,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPO_ROOT / ".devstack"
@@ -149,7 +158,9 @@ def ensure_backends(
         server = state.redis_server
         assert server is not None
         if not alive(server.pid):
-            state.redis_server = redis.start(home, port=server.port)
+            # Its old port if free: nothing that knew it still runs (the apps died with the
+            # backends, or are started after this), and another stack may have taken it.
+            state.redis_server = redis.start(home, preferred_port=server.port)
         save(state)
     else:
         stop_all(state)
@@ -207,10 +218,15 @@ def restart_cluster_node(state: StackState, node: redis.RedisServer) -> redis.Re
 
 
 def _restartable(state: StackState, brokers: int) -> bool:
-    """Whether the stack's own data is there to start from again."""
+    """Whether the stack's own data is there to start from again, on the ports its Kafka
+    nodes know each other by (KRaft's voters); another stack may have taken them since."""
     return (
         len(state.kafka_nodes) == brokers
         and all((Path(node.directory) / "data").is_dir() for node in state.kafka_nodes)
+        and all(
+            alive(node.pid) or (bindable(node.port) and bindable(node.controller_port))
+            for node in state.kafka_nodes
+        )
         and state.redis_server is not None
         and Path(state.redis_server.directory).is_dir()
     )
