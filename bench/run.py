@@ -32,6 +32,7 @@ from rich.progress import Progress, TaskID
 
 from bench import cpu, driver, harness, progress, report, seed
 from bench.profile import summarize_collapsed
+from services.core.settings import Settings
 
 OUT = harness.REPO_ROOT / "build" / "bench"
 console = Console()
@@ -332,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         setup: dict[str, Any] = {
             "API processes per system": args.apis,
             "worker processes per system": args.workers,
-            "kafka-tasks worker concurrency": kt_env.get("KT_WORKER_CONCURRENCY", "64 (default)"),
+            "kafka-tasks worker concurrency": kt_env.get(
+                "KT_WORKER_CONCURRENCY",
+                f"{Settings.model_fields['worker_concurrency'].default} (default)",
+            ),
             "Celery pool": f"{args.celery_pool} x {args.celery_concurrency}",
             "driver connections": args.connections,
             "burst": args.burst,
