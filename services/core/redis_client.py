@@ -7,12 +7,24 @@ from typing import Final
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from services.core.errors import BackendUnavailableError, KafkaTasksError, StateStoreError
+from services.core.errors import (
+    AccessDeniedError,
+    BackendUnavailableError,
+    ConfigurationError,
+    KafkaTasksError,
+    StateStoreError,
+)
 from services.core.settings import Settings
 
 UNAVAILABLE_REPLIES: Final = frozenset(
@@ -34,7 +46,20 @@ once Redis recovers), as opposed to a bug in the request."""
 
 def redis_error(error: RedisError | OSError) -> KafkaTasksError:
     """What a Redis error means to the services: unavailable (the worker waits, the API answers
-    503) or a bug (raised loud; never silently retried)."""
+    503) or a bug (raised loud; never silently retried). Refused credentials (WRONGPASS,
+    NOAUTH) and refused commands or keys (NOPERM) are AccessDeniedError: unavailable too, but
+    with a message that says what to fix."""
+    if isinstance(error, AuthenticationError | AuthenticationWrongNumberOfArgsError):
+        return AccessDeniedError(
+            "redis",
+            user=None,
+            operation="log in",
+            reason=f"{error}; check the user and password in KT_REDIS_URL",
+        )
+    if isinstance(error, NoPermissionError):
+        return AccessDeniedError(
+            "redis", user=None, operation="run this command", reason=f"{error} (its ACL user)"
+        )
     if isinstance(error, RedisConnectionError | RedisTimeoutError | OSError):
         return BackendUnavailableError("redis", str(error) or type(error).__name__)
     if isinstance(error, ResponseError):
@@ -79,6 +104,8 @@ def connect(
         # ran could not be known. Off, the pool reconnects first.
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
+    if settings.redis_ca_file is not None:  # the settings allow it with rediss:// only
+        options["ssl_ca_certs"] = str(settings.redis_ca_file)
     pool: ConnectionPool
     if wait_for_connection:
         pool = BlockingConnectionPool.from_url(
@@ -87,3 +114,18 @@ def connect(
     else:
         pool = ConnectionPool.from_url(settings.redis_url, **options)
     return Redis.from_pool(pool)
+
+
+async def verify_credentials(client: Redis) -> None:
+    """Refuse to start with credentials Redis rejects: a wrong password is a clear error at
+    start, not a service that waits for a Redis that will never let it in. A Redis that does
+    not answer is no reason to refuse (the services wait for it, and say so when probed)."""
+    try:
+        await client.ping()
+    except (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermissionError) as error:
+        raise ConfigurationError(
+            f"Redis refused the credentials in KT_REDIS_URL ({error}): set the user and "
+            "password of this component's Redis user (redis://<user>:<password>@host:port/0)"
+        ) from error
+    except (RedisError, OSError):
+        return

@@ -1,14 +1,16 @@
 """`python -m services.worker`: declare topics, then run the faust worker until SIGTERM."""
 
 import asyncio
+import sys
 
 import faust
 import mode.loop
 
+from services.core.errors import ConfigurationError
 from services.core.kafka_topics import ensure_topics_when_kafka_answers
 from services.core.logs import configure
 from services.core.publisher import TaskPublisher
-from services.core.redis_client import connect
+from services.core.redis_client import connect, verify_credentials
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.tasks import catalog
@@ -29,6 +31,11 @@ def main() -> None:
     mode.loop.use("uvloop")
     settings = Settings()
     configure(level=settings.log_level, json=settings.log_json)
+    try:
+        asyncio.run(check_redis_credentials(settings))
+    except ConfigurationError as refused:
+        print(f"kafka-tasks worker refuses to start: {refused}", file=sys.stderr)
+        raise SystemExit(2) from None
     if settings.declare_topics:
         asyncio.run(ensure_topics_when_kafka_answers(settings, catalog))
     redis = connect(settings)
@@ -46,6 +53,15 @@ def main() -> None:
         app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False
     )
     worker.execute_from_commandline()
+
+
+async def check_redis_credentials(settings: Settings) -> None:
+    # A client of its own: the worker's client must be made in faust's event loop.
+    redis = connect(settings)
+    try:
+        await verify_credentials(redis)
+    finally:
+        await redis.aclose()
 
 
 if __name__ == "__main__":
