@@ -15,16 +15,25 @@ from devstack.processes import DevstackError, alive
 console = Console()
 
 
-def up(home: Path, *, brokers: int, workers: int, apps: bool, api_port: int) -> None:
+def up(
+    home: Path, *, brokers: int, workers: int, apps: bool, api_port: int, secured: bool
+) -> None:
     started = time.monotonic()
     with console.status("starting Kafka and Redis"):
-        state, fresh = stack.ensure_backends(home, brokers=brokers)
+        state, fresh = stack.ensure_backends(home, brokers=brokers, secured=secured)
     what = "started" if fresh else "already running"
     console.print(
         f"Kafka {kafka.kafka_version()} and Redis {what} ({time.monotonic() - started:.1f}s)"
     )
+    namespace = stack.default_namespace()
+    if state.security is not None:
+        with console.status(f"granting the components' ACLs on namespace {namespace}"):
+            stack.grant(state, namespace)
+        console.print(
+            "secure stack: Kafka SASL_SSL (SCRAM-SHA-512) with ACLs, Redis TLS with ACL users; "
+            f"secrets in {stack.short_path(state.security.directory)}"
+        )
     if apps:
-        namespace = stack.default_namespace()
         running = {a.name for a in state.apps if alive(a.pid)}
         pending = []
         if "api" not in running:
@@ -65,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--workers", type=int, default=1)
     up_parser.add_argument("--api-port", type=int, default=8000)
     up_parser.add_argument("--no-apps", action="store_true", help="only Kafka and Redis")
+    up_parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="Kafka with SASL_SSL and ACLs, Redis with TLS and ACL users (as infra deploys them)",
+    )
     commands.add_parser("tools", help="install missing system tools and fetch Kafka's jars")
     commands.add_parser("down", help="stop everything and leave no process behind")
     commands.add_parser("status", help="what runs where")
@@ -78,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 apps=not args.no_apps,
                 api_port=args.api_port,
+                secured=args.secure,
             )
         elif args.command == "tools":
             tools.ensure("java", "mvn", "redis-server", "chromium")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -26,8 +27,15 @@ class RedisServer:
         return Path(self.directory) / "redis.log"
 
 
-def start(home: Path, *, preferred_port: int | None = 6379, port: int | None = None) -> RedisServer:
-    """Start redis-server; ``port`` pins the port (a restart keeps its address and its data)."""
+def start(
+    home: Path,
+    *,
+    preferred_port: int | None = 6379,
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+) -> RedisServer:
+    """Start redis-server; ``port`` pins the port (a restart keeps its address and its data);
+    ``extra_args`` come last (the secure stack's TLS and ACL file, ``devstack.secure``)."""
     tools.ensure("redis-server")
     directory = home / "redis"
     directory.mkdir(parents=True, exist_ok=True)
@@ -50,17 +58,23 @@ def start(home: Path, *, preferred_port: int | None = 6379, port: int | None = N
         "no",
         "--protected-mode",
         "yes",
+        *(extra_args or []),
     ]
     pid = spawn(argv, log_file=directory / "redis.log")
     return RedisServer(port, pid, str(directory))
 
 
-def wait_ready(server: RedisServer, *, timeout: float = 30.0) -> None:
+def wait_ready(
+    server: RedisServer, *, timeout: float = 30.0, connect: dict[str, Any] | None = None
+) -> None:
+    """Until our server answers; ``connect`` holds the client's credentials and TLS options
+    (the secure stack's administrator)."""
+
     def ready() -> bool:
         if not alive(server.pid):
             raise DevstackError(f"redis-server exited:\n{tail(server.log)}")
         try:
-            client = redis.Redis(port=server.port, socket_timeout=1)
+            client = redis.Redis(port=server.port, socket_timeout=1, **(connect or {}))
             try:
                 answering = int(client.info("server")["process_id"])
             finally:

@@ -11,10 +11,13 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devstack import kafka, redis
+from devstack import kafka, redis, secure
 from devstack.processes import DevstackError, alive, free_port, spawn, stop, tail, wait_for
+
+if TYPE_CHECKING:
+    from services.core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPO_ROOT / ".devstack"
@@ -39,6 +42,8 @@ class StackState:
     kafka_nodes: list[kafka.KafkaNode] = field(default_factory=list)
     redis_server: redis.RedisServer | None = None
     apps: list[AppProcess] = field(default_factory=list)
+    security: secure.Security | None = None
+    """The secure stack's certificates and passwords (``up --secure``); None: plain text."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -81,6 +86,7 @@ def load(home: Path = DEFAULT_HOME) -> StackState:
         kafka_nodes=[kafka.KafkaNode(**node) for node in raw.get("kafka_nodes", [])],
         redis_server=redis.RedisServer(**raw["redis_server"]) if raw.get("redis_server") else None,
         apps=[AppProcess(**app) for app in raw.get("apps", [])],
+        security=secure.Security(**raw["security"]) if raw.get("security") else None,
     )
 
 
@@ -102,7 +108,7 @@ def share_jar_cache(home: Path) -> None:
 
 
 def ensure_backends(
-    home: Path = DEFAULT_HOME, *, brokers: int = 1, keep_data: bool = True
+    home: Path = DEFAULT_HOME, *, brokers: int = 1, keep_data: bool = True, secured: bool = False
 ) -> tuple[StackState, bool]:
     """Kafka and Redis up and ready; returns (state, started_here).
 
@@ -112,18 +118,22 @@ def ensure_backends(
     (the test suite, whose namespaces need nothing from earlier runs and would only slow
     Kafka's start with their partitions), both start fresh together: never a fresh Kafka
     under old records.
+
+    ``secured`` asks for the secure stack (``devstack.secure``): SASL_SSL and ACLs on Kafka,
+    TLS and ACL users on Redis. A stack of the other kind is not reused: both start afresh.
     """
     state = load(home)
-    if state.backends_alive() and len(state.kafka_nodes) == brokers:
+    same_kind = (state.security is not None) == secured
+    if state.backends_alive() and len(state.kafka_nodes) == brokers and same_kind:
         return state, False
-    if keep_data and _restartable(state, brokers):
+    if keep_data and same_kind and _restartable(state, brokers):
         for node in state.kafka_nodes:
             if not alive(node.pid):
                 kafka.restart_node(home, node)
         server = state.redis_server
         assert server is not None
         if not alive(server.pid):
-            state.redis_server = redis.start(home, port=server.port)
+            state.redis_server = _start_redis(state, port=server.port)
         save(state)
     else:
         stop_all(state)
@@ -131,15 +141,65 @@ def ensure_backends(
             print(f"devstack: starting Kafka ({brokers} broker(s)) and Redis afresh", flush=True)
         for data in (Path(home) / "kafka", Path(home) / "redis"):
             shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(Path(home) / "secrets", ignore_errors=True)
         state = StackState(home=str(home))
-        state.redis_server = redis.start(home)
-        state.kafka_nodes = kafka.start_cluster(home, brokers=brokers)
+        if secured:
+            state.security = secure.create(Path(home))
+        state.redis_server = _start_redis(state)
+        state.kafka_nodes = kafka.start_cluster(home, brokers=brokers, security=state.security)
         save(state)
     assert state.redis_server is not None
-    redis.wait_ready(state.redis_server)
+    _wait_redis(state)
     # Started on its data, Kafka first loads every partition's log: give it time.
-    kafka.wait_ready(state.kafka_nodes, timeout=300)
+    kafka.wait_ready(state.kafka_nodes, timeout=300, security=state.security)
     return state, True
+
+
+def _start_redis(state: StackState, *, port: int | None = None) -> redis.RedisServer:
+    """Redis for ``state``: plain, or (secure stack) TLS with the ACL file, on ``port``."""
+    home = Path(state.home)
+    if state.security is None:
+        return redis.start(home, port=port)
+    port = port or free_port(6379)
+    return redis.start(home, port=port, extra_args=secure.redis_arguments(state.security, port))
+
+
+def _wait_redis(state: StackState) -> None:
+    assert state.redis_server is not None
+    connect = secure.redis_admin_kwargs(state.security) if state.security is not None else {}
+    redis.wait_ready(state.redis_server, connect=connect)
+
+
+def grant(state: StackState, namespace: str) -> None:
+    """On the secure stack, what Strimzi's operators and infra do for a namespace: create its
+    topics (as Kafka's admin), give every component its ACLs on them (Kafka's AclCommand)
+    and let the services' Redis users at its keys. Done once per namespace."""
+    security = state.security
+    if security is None or namespace in security.granted:
+        return
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from services.core.kafka_topics import ensure_topics
+    from services.core.settings import Settings
+    from services.tasks import catalog
+
+    admin = Settings(
+        namespace=namespace,
+        kafka_bootstrap_servers=state.bootstrap_servers,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username=secure.ADMIN,
+        kafka_sasl_password=SecretStr(security.kafka_passwords[secure.ADMIN]),
+        kafka_ssl_ca_file=security.ca_file,
+    )
+    asyncio.run(ensure_topics(admin, catalog))
+    libs = kafka.ensure_jars(Path(state.home))
+    secure.grant_kafka(libs, security, state.bootstrap_servers, namespace)
+    assert state.redis_server is not None
+    secure.grant_redis(security, state.redis_server.port, [*security.granted, namespace])
+    security.granted.append(namespace)
+    save(state)
 
 
 def _restartable(state: StackState, brokers: int) -> bool:
@@ -161,7 +221,12 @@ def start_api(
     extra_env: dict[str, str] | None = None,
 ) -> AppProcess:
     port = port or free_port()
-    env = {**state.service_env(namespace), "KT_API_PORT": str(port), **(extra_env or {})}
+    env = {
+        **state.service_env(namespace),
+        **_security_env(state, secure.Component.API),
+        "KT_API_PORT": str(port),
+        **(extra_env or {}),
+    }
     return _start_app(state, name, ["-m", "services.api"], port, env, namespace)
 
 
@@ -173,8 +238,30 @@ def start_worker(
     extra_env: dict[str, str] | None = None,
 ) -> AppProcess:
     port = free_port()
-    env = {**state.service_env(namespace), "KT_WORKER_WEB_PORT": str(port), **(extra_env or {})}
+    env = {
+        **state.service_env(namespace),
+        **_security_env(state, secure.Component.WORKER),
+        "KT_WORKER_WEB_PORT": str(port),
+        **(extra_env or {}),
+    }
     return _start_app(state, name, ["-m", "services.worker"], port, env, namespace)
+
+
+def component_settings(
+    state: StackState, namespace: str, component: secure.Component
+) -> Settings:
+    """The ``Settings`` a service started as ``component`` on this stack has (tests, tools)."""
+    from services.core.settings import Settings
+
+    env = {**state.service_env(namespace), **_security_env(state, component)}
+    return Settings.model_validate({k.removeprefix("KT_").lower(): v for k, v in env.items()})
+
+
+def _security_env(state: StackState, component: secure.Component) -> dict[str, str]:
+    """On the secure stack: the component's Kafka user, its Redis user, the CA."""
+    if state.security is None or state.redis_server is None:
+        return {}
+    return secure.service_env(state.security, state.redis_server.port, component)
 
 
 def _start_app(
@@ -247,7 +334,7 @@ def restart_kafka(state: StackState) -> None:
         if not alive(node.pid):
             kafka.restart_node(home, node)
     save(state)
-    kafka.wait_ready(state.kafka_nodes)
+    kafka.wait_ready(state.kafka_nodes, security=state.security)
 
 
 def stop_kafka(state: StackState) -> None:
@@ -268,9 +355,9 @@ def start_redis_again(state: StackState) -> None:
     server = state.redis_server
     if server is None:
         raise DevstackError("Redis was never started")
-    state.redis_server = redis.start(Path(state.home), port=server.port)
+    state.redis_server = _start_redis(state, port=server.port)
     save(state)
-    redis.wait_ready(state.redis_server)
+    _wait_redis(state)
 
 
 def restart_redis(state: StackState) -> None:
@@ -308,7 +395,9 @@ def _up(pid: int) -> str:
 
 
 def environment_exports(state: StackState, namespace: str) -> str:
-    return "\n".join(f"export {k}={v}" for k, v in state.service_env(namespace).items())
+    """For a shell: the API's environment (on the secure stack, its user and the CA)."""
+    env = {**state.service_env(namespace), **_security_env(state, secure.Component.API)}
+    return "\n".join(f"export {k}={v}" for k, v in env.items())
 
 
 def default_namespace() -> str:

@@ -40,10 +40,6 @@ class Redriven:
     skipped: str | None = None
 
 
-def redrive_group(namespace: str) -> str:
-    return f"{namespace}-redrive"
-
-
 async def redrive(
     settings: Settings, catalog: Catalog, *, limit: int | None = None, dry_run: bool = False
 ) -> list[Redriven]:
@@ -51,7 +47,7 @@ async def redrive(
     security = client_options(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=redrive_group(settings.namespace),
+        group_id=topics.redrive_group(settings.namespace),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         **security,
