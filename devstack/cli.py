@@ -15,9 +15,7 @@ from devstack.processes import DevstackError, alive
 console = Console()
 
 
-def up(
-    home: Path, *, brokers: int, workers: int, apps: bool, api_port: int, secured: bool
-) -> None:
+def up(home: Path, *, brokers: int, workers: int, apps: bool, api_port: int, secured: bool) -> None:
     started = time.monotonic()
     with console.status("starting Kafka and Redis"):
         state, fresh = stack.ensure_backends(home, brokers=brokers, secured=secured)

@@ -247,9 +247,7 @@ def start_worker(
     return _start_app(state, name, ["-m", "services.worker"], port, env, namespace)
 
 
-def component_settings(
-    state: StackState, namespace: str, component: secure.Component
-) -> Settings:
+def component_settings(state: StackState, namespace: str, component: secure.Component) -> Settings:
     """The ``Settings`` a service started as ``component`` on this stack has (tests, tools)."""
     from services.core.settings import Settings
 
