@@ -18,7 +18,9 @@ import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
+from aiokafka.protocol.metadata import MetadataRequest
 from redis.exceptions import NoPermissionError
 
 from devstack import processes, secure, stack
@@ -227,6 +229,32 @@ async def test_plain_text_and_wrong_passwords_do_not_get_in(
             await client.ping()
     finally:
         await client.aclose()
+
+
+async def test_kafka_lets_in_neither_a_wrong_password_nor_plain_text(
+    secure_backends: stack.StackState, secure_namespace: str
+) -> None:
+    worker = settings_of(secure_backends, secure_namespace, Component.WORKER)
+    host, port = worker.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
+    right = client_options(worker)
+    # The right password gets a connection (so what follows fails for the reason it names).
+    conn = await create_conn(host, int(port), request_timeout_ms=10_000, **right)
+    conn.close()
+    wrong = {**right, "sasl_plain_password": "not-the-password"}
+    with pytest.raises(SaslAuthenticationFailed):
+        await create_conn(host, int(port), request_timeout_ms=10_000, **wrong)
+
+    # Plain text on the SASL_SSL listener: the broker closes the connection on the first
+    # request (aiokafka's own version probe, or the metadata request).
+    async def plain_request() -> None:
+        plain = await create_conn(host, int(port), request_timeout_ms=5_000)
+        try:
+            await plain.send(MetadataRequest([]))
+        finally:
+            plain.close()
+
+    with pytest.raises(KafkaConnectionError):
+        await plain_request()
 
 
 @pytest.mark.parametrize("service", ["api", "worker"])
