@@ -16,20 +16,36 @@ console = Console()
 
 
 def up(
-    home: Path, *, brokers: int, workers: int, apps: bool, api_port: int, redis_cluster: bool
+    home: Path,
+    *,
+    brokers: int,
+    workers: int,
+    apps: bool,
+    api_port: int,
+    redis_cluster: bool,
+    secured: bool,
 ) -> None:
     started = time.monotonic()
     redis_kind = "a Redis Cluster" if redis_cluster else "Redis"
     with console.status(f"starting Kafka and {redis_kind}"):
-        state, fresh = stack.ensure_backends(home, brokers=brokers, redis_cluster=redis_cluster)
+        state, fresh = stack.ensure_backends(
+            home, brokers=brokers, redis_cluster=redis_cluster, secured=secured
+        )
     what = "started" if fresh else "already running"
     console.print(
         f"Kafka {kafka.kafka_version()} and {redis_kind} {what} ({time.monotonic() - started:.1f}s)"
     )
     if state.services_use_cluster and not redis_cluster:
         console.print("[yellow]the services of this stack use its Redis Cluster[/yellow]")
+    namespace = stack.default_namespace()
+    if state.security is not None:
+        with console.status(f"granting the components' ACLs on namespace {namespace}"):
+            stack.grant(state, namespace)
+        console.print(
+            "secure stack: Kafka SASL_SSL (SCRAM-SHA-512) with ACLs, Redis TLS with ACL users; "
+            f"secrets in {stack.short_path(state.security.directory)}"
+        )
     if apps:
-        namespace = stack.default_namespace()
         running = {a.name for a in state.apps if alive(a.pid)}
         pending = []
         if "api" not in running:
@@ -78,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             "services at it"
         ),
     )
+    up_parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="Kafka with SASL_SSL and ACLs, Redis with TLS and ACL users (as infra deploys them)",
+    )
     commands.add_parser("tools", help="install missing system tools and fetch Kafka's jars")
     commands.add_parser("down", help="stop everything and leave no process behind")
     commands.add_parser("status", help="what runs where")
@@ -92,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 apps=not args.no_apps,
                 api_port=args.api_port,
                 redis_cluster=args.redis_cluster,
+                secured=args.secure,
             )
         elif args.command == "tools":
             tools.ensure("java", "mvn", "redis-server", "redis-cli", "chromium")

@@ -16,8 +16,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from devstack import tools
+from devstack import secure, tools
 from devstack.processes import DevstackError, alive, free_port, spawn, tail, wait_for
 
 POM = Path(__file__).with_name("pom.xml")
@@ -61,7 +62,8 @@ def kafka_version() -> str:
 def ensure_jars(home: Path) -> Path:
     """Download the broker's jars once; later calls reuse them (keyed by the pom's content)."""
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    libs = home / "cache" / f"kafka-{kafka_version()}-{digest}"
+    # Absolute: Maven resolves a relative output directory against the pom's own folder.
+    libs = home.resolve() / "cache" / f"kafka-{kafka_version()}-{digest}"
     if (libs / ".complete").exists():
         return libs
     tools.ensure("java", "mvn")
@@ -91,7 +93,9 @@ def ensure_jars(home: Path) -> Path:
     return libs
 
 
-def _java(libs: Path, *args: str, heap: str = "512m", log4j: Path | None = None) -> list[str]:
+def java_command(
+    libs: Path, *args: str, heap: str = "512m", log4j: Path | None = None
+) -> list[str]:
     argv = ["java", f"-Xmx{heap}", f"-Xms{min(256, int(heap[:-1]))}m", "-XX:+UseG1GC"]
     argv += ["-Djava.awt.headless=true"]
     if log4j is not None:
@@ -100,9 +104,15 @@ def _java(libs: Path, *args: str, heap: str = "512m", log4j: Path | None = None)
 
 
 def start_cluster(
-    home: Path, *, brokers: int = 1, preferred_port: int | None = 9092
+    home: Path,
+    *,
+    brokers: int = 1,
+    preferred_port: int | None = 9092,
+    security: secure.Security | None = None,
 ) -> list[KafkaNode]:
-    """Format fresh storage for ``brokers`` combined nodes and start them."""
+    """Format fresh storage for ``brokers`` combined nodes and start them; with ``security``
+    each listens with SASL_SSL, talks to the others over mTLS and authorizes with ACLs
+    (``devstack.secure``)."""
     tools.ensure("java")
     libs = ensure_jars(home)
     root = home / "kafka"
@@ -111,10 +121,13 @@ def start_cluster(
     log4j = root / "log4j2.properties"
     log4j.write_text(_LOG4J2)
     ports = []
+    internal_ports = {}
     for index in range(brokers):
         port = free_port(preferred_port + index if preferred_port else None)
         controller = free_port()
         ports.append((index + 1, port, controller))
+        if security is not None:
+            internal_ports[index + 1] = free_port()
     voters = ",".join(f"{node}@127.0.0.1:{controller}" for node, _, controller in ports)
     cluster_id = _cluster_id()
     replication = min(3, brokers)
@@ -123,17 +136,29 @@ def start_cluster(
         directory = root / f"node-{node_id}"
         directory.mkdir()
         config = directory / "server.properties"
+        listeners = (
+            [
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ]
+            if security is None
+            else secure.kafka_listeners(
+                security,
+                port=port,
+                internal_port=internal_ports[node_id],
+                controller_port=controller,
+            )
+        )
         config.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     f"node.id={node_id}",
                     f"controller.quorum.voters={voters}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    *listeners,
                     f"log.dirs={directory / 'data'}",
                     # Topics are declared by the services (locally) or by Strimzi (in
                     # Kubernetes), never created as a side effect of a produce.
@@ -152,7 +177,7 @@ def start_cluster(
             )
         )
         formatted = subprocess.run(
-            _java(
+            java_command(
                 libs,
                 "kafka.tools.StorageTool",
                 "format",
@@ -160,6 +185,7 @@ def start_cluster(
                 cluster_id,
                 "-c",
                 str(config),
+                *(secure.kafka_format_arguments(security) if security is not None else []),
                 heap="256m",
                 log4j=log4j,
             ),
@@ -171,7 +197,7 @@ def start_cluster(
                 f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}"
             )
         log = directory / "server.log"
-        pid = spawn(_java(libs, "kafka.Kafka", str(config), log4j=log4j), log_file=log)
+        pid = spawn(java_command(libs, "kafka.Kafka", str(config), log4j=log4j), log_file=log)
         nodes.append(KafkaNode(node_id, port, controller, pid, str(directory), cluster_id))
     return nodes
 
@@ -180,7 +206,7 @@ def restart_node(home: Path, node: KafkaNode) -> KafkaNode:
     """Start a stopped node again on its own config and data (fault tests)."""
     libs = ensure_jars(home)
     directory = Path(node.directory)
-    argv = _java(
+    argv = java_command(
         libs,
         "kafka.Kafka",
         str(directory / "server.properties"),
@@ -194,13 +220,19 @@ def bootstrap_servers(nodes: list[KafkaNode]) -> str:
     return ",".join(f"127.0.0.1:{node.port}" for node in nodes)
 
 
-def wait_ready(nodes: list[KafkaNode], *, timeout: float = 90.0) -> None:
+def wait_ready(
+    nodes: list[KafkaNode],
+    *,
+    timeout: float = 90.0,
+    security: secure.Security | None = None,
+) -> None:
     """Wait until every broker is registered with the quorum and answers metadata requests.
 
     The answer must come from this cluster (its cluster id): another Kafka that took the port
     first would otherwise pass for ours while our broker died failing to bind.
     """
     bootstrap = bootstrap_servers(nodes)
+    options = secure.admin_client_options(security) if security is not None else {}
 
     def ready() -> bool:
         for node in nodes:
@@ -210,7 +242,7 @@ def wait_ready(nodes: list[KafkaNode], *, timeout: float = 90.0) -> None:
         with ThreadPoolExecutor(1) as thread:
             try:
                 cluster_id, registered = thread.submit(
-                    asyncio.run, _registered_brokers(bootstrap)
+                    asyncio.run, _registered_brokers(bootstrap, options)
                 ).result()
             except Exception:
                 return False
@@ -226,14 +258,18 @@ def wait_ready(nodes: list[KafkaNode], *, timeout: float = 90.0) -> None:
         raise DevstackError(f"Kafka did not become ready in {timeout:.0f}s:\n{logs}")
 
 
-async def _registered_brokers(bootstrap: str) -> tuple[str, int]:
+async def _registered_brokers(
+    bootstrap: str, options: dict[str, Any] | None = None
+) -> tuple[str, int]:
     import logging
 
     from aiokafka.admin import AIOKafkaAdminClient
 
     # Refused connections are expected while the broker starts; don't print each one.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=3000, **(options or {})
+    )
     await admin.start()
     try:
         cluster = await admin.describe_cluster()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import redis
 
@@ -48,10 +48,12 @@ def start(
     directory: Path | None = None,
     cluster: bool = False,
     bus_port: int | None = None,
+    extra_args: list[str] | None = None,
 ) -> RedisServer:
     """Start redis-server; ``port`` pins the port (a restart keeps its address and its data).
     ``cluster`` starts it as a cluster node (its ``nodes.conf`` in ``directory``), its bus
-    on ``bus_port`` (a free one when not given)."""
+    on ``bus_port`` (a free one when not given). ``extra_args`` come last (the secure stack's
+    TLS and ACL file, ``devstack.secure``)."""
     tools.ensure("redis-server")
     directory = directory or home / "redis"
     directory.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,7 @@ def start(
         "no",
         "--protected-mode",
         "yes",
+        *(extra_args or []),
     ]
     if cluster:
         bus_port = bus_port or free_port()
@@ -167,12 +170,17 @@ def cluster_url(nodes: list[RedisServer]) -> str:
     return f"redis://127.0.0.1:{nodes[0].port}"
 
 
-def wait_ready(server: RedisServer, *, timeout: float = 30.0) -> None:
+def wait_ready(
+    server: RedisServer, *, timeout: float = 30.0, connect: dict[str, Any] | None = None
+) -> None:
+    """Until our server answers; ``connect`` holds the client's credentials and TLS options
+    (the secure stack's administrator)."""
+
     def ready() -> bool:
         if not alive(server.pid):
             raise DevstackError(f"redis-server exited:\n{tail(server.log)}")
         try:
-            client = redis.Redis(port=server.port, socket_timeout=1)
+            client = redis.Redis(port=server.port, socket_timeout=1, **(connect or {}))
             try:
                 answering = int(client.info("server")["process_id"])
             finally:

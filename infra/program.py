@@ -1,7 +1,9 @@
 """The composition root: declares every component in dependency order and exports outputs.
 
 Ordering, all explicit: Strimzi chart -> Kafka (Ready) -> KafkaTopics (Ready) -> application;
-Redis (StatefulSet ready) -> application; KEDA chart + worker Deployment -> ScaledObject (Ready).
+Kafka (Ready) -> KafkaUsers (Ready) -> KafkaAccess Secrets (Ready) -> application and KEDA's
+TriggerAuthentication; Redis (StatefulSet ready) -> application; KEDA chart + worker
+Deployment -> ScaledObject (Ready).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from infra import topic_layout
 from infra.components.app import Application, kafka_client_peers
 from infra.components.ingress import ApiIngress
 from infra.components.kafka import KafkaCluster, KafkaTopics
+from infra.components.kafka_users import KafkaAccessSecrets, KafkaUsers
 from infra.components.keda import KEDA_OPERATOR, Keda, WorkerAutoscaling
 from infra.components.namespaces import Namespaces
 from infra.components.redis import Redis
 from infra.components.strimzi import StrimziOperator
 from services.core import contract
+from services.core.access import Component
 
 
 def define_stack() -> None:
@@ -43,6 +47,8 @@ def define_stack() -> None:
         )
     )
     topics = KafkaTopics("topics", config, kafka, layout)
+    users = KafkaUsers("kafka-users", config, kafka)
+    kafka_access = KafkaAccessSecrets("kafka-access", config, kafka, users, namespaces.app)
     redis = Redis(
         "redis",
         config,
@@ -57,11 +63,19 @@ def define_stack() -> None:
         config,
         secrets,
         namespaces.app,
-        redis_url=redis.url,
-        # Depending on a component waits for all its children: every topic Ready, Redis up.
-        opts=pulumi.ResourceOptions(depends_on=[topics, redis]),
+        redis_urls=redis.urls,
+        # Depending on a component waits for all its children: every topic Ready, Redis up,
+        # every component's Kafka credentials written.
+        opts=pulumi.ResourceOptions(depends_on=[topics, redis, kafka_access]),
     )
-    WorkerAutoscaling("autoscaling", config, keda, app.worker)
+    WorkerAutoscaling(
+        "autoscaling",
+        config,
+        keda,
+        app.worker,
+        # KEDA's own credentials only: its TriggerAuthentication reads that Secret.
+        opts=pulumi.ResourceOptions(depends_on=[kafka_access.accesses[Component.KEDA]]),
+    )
 
     pulumi.export("apiUrl", ingress.url)
     pulumi.export("kafkaBootstrap", kafka.bootstrap)

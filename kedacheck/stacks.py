@@ -1,5 +1,9 @@
 """The worker ScaledObject a stack deploys, as the infra program renders it, pointed at a
-local Kafka: only ``bootstrapServers`` is rewritten, in every trigger."""
+local Kafka: ``bootstrapServers`` is rewritten in every trigger, and the trigger's login to
+the stack's Kafka (``tls``, ``sasl`` and the ``authenticationRef`` to the KEDA user's
+TriggerAuthentication) is dropped, since the local Kafka this check reads is a plain one.
+None of those change the lag arithmetic this check compares; what KEDA's login is allowed
+to read is proven by the secure stack's tests (tests/devstack, tests/system)."""
 
 from __future__ import annotations
 
@@ -16,13 +20,15 @@ from infra.preview import manifest_of
 from infra.render import render, stack_config
 
 STRIMZI_TOPIC_KIND = "KafkaTopic"
+LOGIN_METADATA = ("tls", "sasl")
+"""Trigger metadata that only says how to log in to the stack's Kafka."""
 
 
 @dataclass(frozen=True)
 class StackScaledObject:
     stack: str
     manifest: dict[str, Any]
-    """The ScaledObject, ``bootstrapServers`` rewritten."""
+    """The ScaledObject, ``bootstrapServers`` rewritten and the login dropped."""
     topic_partitions: dict[str, int]
     """Partitions of every topic the triggers read, from the stack's KafkaTopic objects."""
     chart_version: str
@@ -61,11 +67,14 @@ def stack_scaled_object(
 
 
 def pointed_at(scaled_object: Mapping[str, Any], bootstrap_servers: str) -> dict[str, Any]:
-    """A copy of ``scaled_object`` whose triggers read ``bootstrap_servers``; nothing else
-    changes."""
+    """A copy of ``scaled_object`` whose triggers read ``bootstrap_servers`` (a plain
+    listener) without logging in; nothing else changes."""
     aimed = copy.deepcopy(dict(scaled_object))
     for trigger in aimed["spec"]["triggers"]:
         trigger["metadata"]["bootstrapServers"] = bootstrap_servers
+        for login in LOGIN_METADATA:
+            trigger["metadata"].pop(login, None)
+        trigger.pop("authenticationRef", None)
     return aimed
 
 

@@ -62,6 +62,29 @@ def redis_mode(request: pytest.FixtureRequest) -> str:
     return mode
 
 
+SECURE_HOME = stack.REPO_ROOT / "build" / "secure" / ".stack"
+"""The secure stack's own home: SASL_SSL and ACLs on Kafka, TLS and ACL users on Redis."""
+
+
+@pytest.fixture(scope="session")
+def secure_backends() -> Iterator[stack.StackState]:
+    """Kafka and Redis as infra secures them (``devstack up --secure``), started fresh for the
+    session beside the plain stack, and stopped at the end."""
+    stack.share_jar_cache(SECURE_HOME)
+    state, _ = stack.ensure_backends(SECURE_HOME, keep_data=False, secured=True)
+    yield state
+    stack.stop_all(stack.load(SECURE_HOME))
+
+
+@pytest.fixture(scope="session")
+def secure_namespace(secure_backends: stack.StackState) -> str:
+    """One namespace for every test on the secure stack: its topics, and each component's
+    Kafka ACLs and Redis key rights on them, granted once (Kafka's tools take ~20 s)."""
+    namespace = f"s{uuid.uuid4().hex[:10]}"
+    stack.grant(secure_backends, namespace)
+    return namespace
+
+
 @pytest.fixture(scope="session")
 def backends() -> Iterator[stack.StackState]:
     state, started_here = stack.ensure_backends(stack.DEFAULT_HOME, keep_data=False)
@@ -156,6 +179,16 @@ StartApps = Callable[..., AppStack]
 def start_apps(backends: stack.StackState, redis_env: dict[str, str]) -> Iterator[StartApps]:
     """Start an API and ``workers`` workers for a namespace, on this test's Redis; all are
     stopped after the test."""
+    yield from _app_starter(backends, redis_env)
+
+
+@pytest.fixture
+def start_secure_apps(secure_backends: stack.StackState) -> Iterator[StartApps]:
+    """``start_apps`` on the secure stack: each process logs in as its own component."""
+    yield from _app_starter(secure_backends, {})
+
+
+def _app_starter(backends: stack.StackState, redis_env: dict[str, str]) -> Iterator[StartApps]:
     stacks: list[AppStack] = []
 
     def start(

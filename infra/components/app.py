@@ -1,5 +1,10 @@
-"""The application: API and worker Deployments with their config, Secret, Service, PDBs and
-NetworkPolicies. Names, ports, paths and variables come from ``services.core.contract``."""
+"""The application: API and worker Deployments with their config, Secrets, Service, PDBs and
+NetworkPolicies. Names, ports, paths and variables come from ``services.core.contract``.
+
+Each service logs in as itself: to Kafka with its KafkaUser's SCRAM credentials and the
+cluster CA, both read from the Secret the Strimzi Access Operator writes for it
+(kafka_users.py); to Redis with its own ACL user (redis.py). Egress is denied but for Kafka,
+Redis and the cluster DNS."""
 
 from __future__ import annotations
 
@@ -9,7 +14,15 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import StackConfig, StackSecrets
+from infra.components.kafka import CLUSTER_LABEL
+from infra.components.kafka_users import (
+    BINDING_CA,
+    BINDING_PASSWORD,
+    BINDING_USERNAME,
+    binding_secret,
+)
+from infra.components.redis import REDIS_NAME, REDIS_PORT
+from infra.config import KAFKA_TLS_PORT, StackConfig, StackSecrets
 from infra.k8s import (
     body,
     labels,
@@ -20,6 +33,7 @@ from infra.k8s import (
     spread_over_zones_and_nodes,
 )
 from services.core import contract
+from services.core.access import Component
 from services.core.contract import env_var
 
 APP_UID = 10001
@@ -29,6 +43,10 @@ WORKER_WORKDIR = "/var/lib/kafka-tasks"
 filesystem that directory must be a writable volume."""
 WORKER_SHUTDOWN_MARGIN_SECONDS = 15
 """Extra time Kubernetes grants past the worker's own shutdown grace before it kills it."""
+KAFKA_CA_DIR = "/etc/kafka-tasks/kafka-ca"
+REDIS_CA_DIR = "/etc/kafka-tasks/redis-ca"
+KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
+"""CoreDNS's (and kube-dns's) pods, as kubeadm, kind, GKE, EKS and AKS label them."""
 
 
 def app_settings(config: StackConfig) -> dict[str, str]:
@@ -36,6 +54,23 @@ def app_settings(config: StackConfig) -> dict[str, str]:
     return {
         env_var("namespace"): config.task_namespace,
         env_var("kafka_bootstrap_servers"): config.kafka_bootstrap,
+        # The user and password come from each service's own Secret (see env_from_access).
+        env_var("kafka_security_protocol"): "SASL_SSL",
+        env_var("kafka_sasl_mechanism"): "SCRAM-SHA-512",
+        env_var("kafka_ssl_ca_file"): f"{KAFKA_CA_DIR}/ca.crt",
+        **(
+            {env_var("redis_ca_file"): f"{REDIS_CA_DIR}/ca.crt"}
+            if config.redis_mode == "internal" and config.redis_tls_secret_name
+            else {}
+        ),
+        # Served over HTTPS: a key that comes over plain HTTP is refused. Only the
+        # ingress namespace reaches the API (its NetworkPolicy), so its proxy's
+        # X-Forwarded-Proto is believed.
+        **(
+            {env_var("api_https_only"): "true", env_var("api_forwarded_allow_ips"): "*"}
+            if config.api_tls_secret_name
+            else {}
+        ),
         # In a container the API must listen on all interfaces, not the 127.0.0.1 default.
         env_var("api_host"): "0.0.0.0",
         env_var("api_port"): str(contract.API_PORT),
@@ -73,7 +108,8 @@ def http_probe(path: str, port: int, *, failure_threshold: int) -> dict[str, Any
 
 
 class Application(pulumi.ComponentResource):
-    """API + workers. ``depends_on`` holds what must be Ready first (topics, Redis)."""
+    """API + workers. ``depends_on`` holds what must be Ready first (topics, Redis, the
+    Kafka users' Secrets)."""
 
     def __init__(
         self,
@@ -81,7 +117,7 @@ class Application(pulumi.ComponentResource):
         config: StackConfig,
         secrets: StackSecrets,
         namespace: k8s.core.v1.Namespace,
-        redis_url: pulumi.Output[str],
+        redis_urls: dict[Component, pulumi.Output[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kafka-tasks:app:Application", name, None, opts)
@@ -95,21 +131,65 @@ class Application(pulumi.ComponentResource):
             data=app_settings(config),
             opts=child,
         )
-        self.secret = k8s.core.v1.Secret(
-            f"{name}-secrets",
-            metadata={"namespace": ns, "labels": labels("kafka-tasks", "settings")},
-            string_data={
-                env_var("redis_url"): redis_url,
-                env_var("api_keys"): secrets.api_keys,
-            },
-            opts=child,
+        # One Secret per service: its own Redis user (and, for the API, the API keys).
+        self.secrets = {
+            component: k8s.core.v1.Secret(
+                f"{name}-{component.value}-secrets",
+                metadata={"namespace": ns, "labels": labels(component.user, "settings")},
+                string_data={
+                    env_var("redis_url"): redis_urls[component],
+                    **(
+                        {env_var("api_keys"): secrets.api_keys}
+                        if component is Component.API
+                        else {}
+                    ),
+                },
+                opts=child,
+            )
+            for component in (Component.API, Component.WORKER)
+        }
+        redis_ca = (
+            config.redis_tls_secret_name
+            if config.redis_mode == "internal" and config.redis_tls_secret_name
+            else None
         )
-        env_from = [
-            {"configMapRef": {"name": settings.metadata["name"]}},
-            {"secretRef": {"name": self.secret.metadata["name"]}},
-        ]
 
         def pod_spec(service: str, container: dict[str, Any], **extra: Any) -> dict[str, Any]:
+            component = Component.API if service == contract.API_SERVICE_NAME else Component.WORKER
+            access_secret = binding_secret(component)
+            volumes = [
+                # The cluster CA, as the Access Operator copied it from Strimzi's Secret.
+                {
+                    "name": "kafka-ca",
+                    "secret": {
+                        "secretName": access_secret,
+                        "items": [{"key": BINDING_CA, "path": "ca.crt"}],
+                    },
+                },
+                *(
+                    [
+                        {
+                            "name": "redis-ca",
+                            "secret": {
+                                "secretName": redis_ca,
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            },
+                        }
+                    ]
+                    if redis_ca
+                    else []
+                ),
+            ]
+            mounts = [
+                {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
+                *(
+                    [{"name": "redis-ca", "mountPath": REDIS_CA_DIR, "readOnly": True}]
+                    if redis_ca
+                    else []
+                ),
+            ]
+            own_volumes = extra.pop("volumes", [])
+            own_mounts = container.pop("volumeMounts", [])
             return {
                 "metadata": {"labels": labels(service, _component(service))},
                 "spec": {
@@ -122,11 +202,37 @@ class Application(pulumi.ComponentResource):
                     "containers": [
                         {
                             "name": service,
-                            "envFrom": env_from,
+                            "envFrom": [
+                                {"configMapRef": {"name": settings.metadata["name"]}},
+                                {"secretRef": {"name": self.secrets[component].metadata["name"]}},
+                            ],
+                            # Its KafkaUser's SCRAM credentials, from the Access Operator.
+                            "env": [
+                                {
+                                    "name": env_var("kafka_sasl_username"),
+                                    "valueFrom": {
+                                        "secretKeyRef": {
+                                            "name": access_secret,
+                                            "key": BINDING_USERNAME,
+                                        }
+                                    },
+                                },
+                                {
+                                    "name": env_var("kafka_sasl_password"),
+                                    "valueFrom": {
+                                        "secretKeyRef": {
+                                            "name": access_secret,
+                                            "key": BINDING_PASSWORD,
+                                        }
+                                    },
+                                },
+                            ],
                             "securityContext": restricted_container_security(),
+                            "volumeMounts": [*own_mounts, *mounts],
                             **container,
                         }
                     ],
+                    "volumes": [*own_volumes, *volumes],
                     **extra,
                 },
             }
@@ -279,6 +385,31 @@ class Application(pulumi.ComponentResource):
                 opts=child,
             ),
         ]
+        # Egress: nothing leaves the namespace's pods unless a policy below allows it; the API
+        # and the workers reach Kafka's brokers, Redis and the cluster DNS, nothing else.
+        self.egress_policies = [
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-default-deny-egress",
+                metadata={"name": "default-deny-egress", "namespace": ns},
+                spec=body({"podSelector": {}, "policyTypes": ["Egress"]}),
+                opts=child,
+            ),
+            *(
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-{_component(service)}-egress",
+                    metadata={"name": f"{_component(service)}-egress", "namespace": ns},
+                    spec=body(
+                        {
+                            "podSelector": {"matchLabels": selector(service)},
+                            "policyTypes": ["Egress"],
+                            "egress": service_egress(config),
+                        }
+                    ),
+                    opts=child,
+                )
+                for service in (api, worker)
+            ),
+        ]
         self.register_outputs(
             {
                 "apiDeployment": self.api.metadata["name"],
@@ -290,6 +421,50 @@ class Application(pulumi.ComponentResource):
 
 def _component(service: str) -> str:
     return "api" if service == contract.API_SERVICE_NAME else "worker"
+
+
+def service_egress(config: StackConfig) -> list[dict[str, Any]]:
+    """Where the API and the workers may connect: Kafka's brokers on the TLS listener,
+    Redis, and the cluster DNS (UDP and TCP 53)."""
+    kafka = {
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": config.kafka_namespace}
+                },
+                # The brokers (Strimzi labels every broker pod of a node pool so).
+                "podSelector": {
+                    "matchLabels": {
+                        CLUSTER_LABEL: config.kafka_cluster_name,
+                        "strimzi.io/broker-role": "true",
+                    }
+                },
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": KAFKA_TLS_PORT}],
+    }
+    if config.redis_mode == "internal":
+        redis = {
+            "to": [{"podSelector": {"matchLabels": selector(REDIS_NAME)}}],
+            "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+        }
+    else:
+        redis = {
+            "to": [{"ipBlock": {"cidr": config.redis_external_cidr}}],
+            "ports": [{"protocol": "TCP", "port": config.redis_external_port}],
+        }
+    dns = {
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": config.cluster_dns_namespace}
+                },
+                "podSelector": {"matchLabels": KUBE_DNS_LABELS},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    return [kafka, redis, dns]
 
 
 def kafka_client_peers(config: StackConfig, keda_operator: str) -> list[dict[str, Any]]:

@@ -1,4 +1,7 @@
-"""Kafka in KRaft mode (Strimzi ``kafka.strimzi.io/v1``) and one KafkaTopic per task topic."""
+"""Kafka in KRaft mode (Strimzi ``kafka.strimzi.io/v1``) and one KafkaTopic per task topic.
+
+Clients reach Kafka through one listener only: TLS with SCRAM-SHA-512 users, and
+``authorization: simple`` refuses whatever a user's ACLs do not allow (kafka_users.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import KAFKA_PLAIN_PORT, StackConfig
+from infra.config import KAFKA_TLS_LISTENER, KAFKA_TLS_PORT, StackConfig
 from infra.k8s import resources, wait_until_ready
 from infra.topic_layout import TopicLayout
 
@@ -165,17 +168,27 @@ class KafkaCluster(pulumi.ComponentResource):
                 "kafka": {
                     "version": config.kafka_version,
                     "metadataVersion": config.kafka_metadata_version,
+                    # One listener: encrypted (certificates from Strimzi's cluster CA) and
+                    # authenticated with SCRAM-SHA-512. SCRAM rather than mTLS: KEDA's kafka
+                    # scaler, faust and aiokafka all speak it, passwords rotate without
+                    # re-issuing certificates, and the Access Operator hands both kinds out
+                    # alike. Strimzi's own brokers and operators use mTLS on their internal
+                    # listeners (9090/9091), which clients never reach.
                     "listeners": [
                         {
-                            "name": "plain",
-                            "port": KAFKA_PLAIN_PORT,
+                            "name": KAFKA_TLS_LISTENER,
+                            "port": KAFKA_TLS_PORT,
                             "type": "internal",
-                            "tls": False,
+                            "tls": True,
+                            "authentication": {"type": "scram-sha-512"},
                             # Strimzi turns these peers into the listener's NetworkPolicy:
                             # only the API, the workers and KEDA's lag reader get in.
                             "networkPolicyPeers": client_peers,
                         }
                     ],
+                    # What no KafkaUser's ACLs allow is refused (Strimzi's own operators are
+                    # super users by their certificates).
+                    "authorization": {"type": "simple"},
                     "config": {
                         "default.replication.factor": rf,
                         "min.insync.replicas": isr,
@@ -186,7 +199,8 @@ class KafkaCluster(pulumi.ComponentResource):
                         "auto.create.topics.enable": False,
                     },
                 },
-                "entityOperator": {"topicOperator": {}},
+                # The User Operator turns each KafkaUser into a SCRAM user with its ACLs.
+                "entityOperator": {"topicOperator": {}, "userOperator": {}},
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[operator, *self.node_pools]),
         )

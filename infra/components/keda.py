@@ -1,4 +1,8 @@
-"""KEDA and the worker's ScaledObject: scale on the lag of the workers' own consumer group."""
+"""KEDA and the worker's ScaledObject: scale on the lag of the workers' own consumer group.
+
+KEDA reads the lag as its own Kafka user (Describe on the group and the topics it scales on,
+nothing more), through a TriggerAuthentication that takes the user's SCRAM credentials and
+the cluster CA from the Secret the Access Operator writes for it."""
 
 from __future__ import annotations
 
@@ -7,13 +11,22 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.components.kafka_users import (
+    BINDING_CA,
+    BINDING_PASSWORD,
+    BINDING_USERNAME,
+    binding_secret,
+)
 from infra.config import StackConfig
-from infra.k8s import wait_until_ready
+from infra.k8s import labels, wait_until_ready
+from services.core.access import Component
 from services.core.contract import WORKER_AUTO_OFFSET_RESET
 
 KEDA_OPERATOR = "keda-operator"
 """app.kubernetes.io/name of the KEDA operator pods, which read the consumer lag."""
 KEDA_API_VERSION = "keda.sh/v1alpha1"
+TRIGGER_AUTHENTICATION = "kafka-tasks-keda-kafka"
+"""The TriggerAuthentication every kafka trigger of the ScaledObject refers to."""
 
 
 class Keda(pulumi.ComponentResource):
@@ -52,7 +65,24 @@ def kafka_trigger(config: StackConfig, topic: str, lag_threshold: int) -> dict[s
             "offsetResetPolicy": WORKER_AUTO_OFFSET_RESET,
             "allowIdleConsumers": str(config.allow_idle_consumers).lower(),
             "limitToPartitionsWithLag": str(config.limit_to_partitions_with_lag).lower(),
+            # TLS and SCRAM-SHA-512: the user, its password and the CA come from the
+            # TriggerAuthentication.
+            "tls": "enable",
+            "sasl": "scram_sha512",
         },
+        "authenticationRef": {"name": TRIGGER_AUTHENTICATION},
+    }
+
+
+def trigger_authentication_spec() -> dict[str, Any]:
+    """KEDA's kafka scaler parameters from the KEDA user's Access Operator Secret."""
+    secret = binding_secret(Component.KEDA)
+    return {
+        "secretTargetRef": [
+            {"parameter": "username", "name": secret, "key": BINDING_USERNAME},
+            {"parameter": "password", "name": secret, "key": BINDING_PASSWORD},
+            {"parameter": "ca", "name": secret, "key": BINDING_CA},
+        ]
     }
 
 
@@ -68,6 +98,18 @@ class WorkerAutoscaling(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kafka-tasks:app:WorkerAutoscaling", name, None, opts)
+        self.authentication = k8s.apiextensions.CustomResource(
+            f"{name}-trigger-authentication",
+            api_version=KEDA_API_VERSION,
+            kind="TriggerAuthentication",
+            metadata={
+                "name": TRIGGER_AUTHENTICATION,
+                "namespace": worker.metadata["namespace"],
+                "labels": labels(Component.KEDA.user, "trigger-authentication"),
+            },
+            spec=trigger_authentication_spec(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[keda.chart]),
+        )
         retry_topic = config.consumed_topics[-1]
         triggers = [
             kafka_trigger(
@@ -115,6 +157,8 @@ class WorkerAutoscaling(pulumi.ComponentResource):
                 },
                 "triggers": triggers,
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[keda.chart, worker]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[keda.chart, worker, self.authentication]
+            ),
         )
         self.register_outputs({"consumerGroup": config.consumer_group})

@@ -1,8 +1,18 @@
 """Redis for task state: an in-cluster Valkey StatefulSet with AOF, or an external URL (a
-single managed Redis, or a managed cluster's endpoint)."""
+single managed Redis, or a managed cluster's endpoint).
+
+The in-cluster Valkey knows one ACL user per service (``services.core.access``): the API and
+the workers log in as themselves, limited to the namespace's keys and to data and script
+commands. Their passwords are derived from ``redisPassword`` (HMAC-SHA256 with the user's
+name), so one stack secret rotates them all, and a service's Secret reveals neither the
+administrator's password nor another service's. The ACL file (password hashes only) is a
+Secret too. With ``redisTlsSecretName`` Valkey serves TLS only.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +29,8 @@ from infra.k8s import (
     selector,
 )
 from infra.quantities import parse_quantity
+from services.core import access
+from services.core.access import Component
 
 REDIS_NAME = "kafka-tasks-redis"
 REDIS_HEADLESS_NAME = f"{REDIS_NAME}-headless"
@@ -26,12 +38,47 @@ REDIS_HEADLESS_NAME = f"{REDIS_NAME}-headless"
 REDIS_PORT = 6379
 VALKEY_UID = 999
 """The uid of the ``valkey`` user in the official image."""
+ACL_DIR = "/etc/valkey-acl"
+TLS_DIR = "/etc/valkey-tls"
+"""Beside the config's read-only mount, not inside it."""
+REDIS_ADMIN = "default"
+"""Valkey's administrator: ``redisPassword``, for the probes and for operators only."""
+
+
+def service_password(admin_password: str, component: Component) -> str:
+    """A service's Redis password, derived from the stack's ``redisPassword``."""
+    return hmac.new(admin_password.encode(), component.user.encode(), hashlib.sha256).hexdigest()
+
+
+def acl_file(admin_password: str, namespace: str) -> str:
+    """Valkey's ACL file: the administrator, and each service limited to ``namespace``."""
+
+    def digest(password: str) -> str:
+        return hashlib.sha256(password.encode()).hexdigest()
+
+    lines = [f"user {REDIS_ADMIN} on #{digest(admin_password)} ~* &* +@all"]
+    for component in access.REDIS_COMPONENTS:
+        password = digest(service_password(admin_password, component))
+        lines.append(f"user {component.user} on #{password} {access.redis_rules([namespace])}")
+    return "\n".join(lines) + "\n"
 
 
 def _valkey_conf(config: StackConfig) -> str:
     # Leave a quarter of the memory limit for the AOF rewrite's fork and buffers, and never
     # evict: task records disappear only through their TTL.
     max_memory = int(parse_quantity(config.redis_memory_limit) * 3 / 4)
+    tls = (
+        [
+            "port 0",
+            f"tls-port {REDIS_PORT}",
+            f"tls-cert-file {TLS_DIR}/tls.crt",
+            f"tls-key-file {TLS_DIR}/tls.key",
+            f"tls-ca-cert-file {TLS_DIR}/ca.crt",
+            "tls-auth-clients no",
+        ]
+        if config.redis_tls_secret_name
+        else []
+    )
     return "\n".join(
         [
             "dir /data",
@@ -40,15 +87,21 @@ def _valkey_conf(config: StackConfig) -> str:
             f"maxmemory {max_memory}",
             "maxmemory-policy noeviction",
             "protected-mode no",
+            f"aclfile {ACL_DIR}/users.acl",
+            *tls,
             "",
         ]
     )
 
 
 class Redis(pulumi.ComponentResource):
-    """Task state store. ``url`` is the full secret URL the services read as KT_REDIS_URL."""
+    """Task state store. ``urls`` holds each service's secret KT_REDIS_URL (its own user in
+    internal mode; the one ``redisUrl`` in external mode)."""
 
     url: pulumi.Output[str]
+    urls: dict[Component, pulumi.Output[str]]
+    ca_secret: str | None
+    """The Secret whose ``ca.crt`` checks Valkey's certificate (internal mode with TLS)."""
 
     def __init__(
         self,
@@ -65,6 +118,8 @@ class Redis(pulumi.ComponentResource):
             if secrets.redis_url is None:  # load() refuses this; kept for the type checker
                 raise ValueError(f"redisUrl is required in {config.redis_mode} mode")
             self.url = pulumi.Output.secret(secrets.redis_url)
+            self.urls = {component: self.url for component in access.REDIS_COMPONENTS}
+            self.ca_secret = None
             self.register_outputs({"mode": config.redis_mode})
             return
         if secrets.redis_password is None:
@@ -78,6 +133,16 @@ class Redis(pulumi.ComponentResource):
             f"{name}-auth",
             metadata={"namespace": ns, "labels": pod_labels},
             string_data={"password": secrets.redis_password},
+            opts=child,
+        )
+        acl = k8s.core.v1.Secret(
+            f"{name}-acl",
+            metadata={"namespace": ns, "labels": pod_labels},
+            string_data={
+                "users.acl": pulumi.Output.from_input(secrets.redis_password).apply(
+                    lambda password: acl_file(password, config.task_namespace)
+                )
+            },
             opts=child,
         )
         conf = k8s.core.v1.ConfigMap(
@@ -126,12 +191,15 @@ class Redis(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        tls = bool(config.redis_tls_secret_name)
+        cli_tls = f"--tls --cacert {TLS_DIR}/ca.crt " if tls else ""
         ping = {
             "exec": {
                 "command": [
                     "sh",
                     "-c",
-                    'valkey-cli -a "$REDISCLI_AUTH" --no-auth-warning ping | grep -q PONG',
+                    f'valkey-cli {cli_tls}-a "$REDISCLI_AUTH" --no-auth-warning ping '
+                    "| grep -q PONG",
                 ]
             },
             "periodSeconds": 10,
@@ -155,14 +223,9 @@ class Redis(pulumi.ComponentResource):
                                 {
                                     "name": "valkey",
                                     "image": config.redis_image,
-                                    # $(VAR) is expanded by the kubelet, so the password never
-                                    # lands in the ConfigMap.
-                                    "args": [
-                                        "valkey-server",
-                                        "/etc/valkey/valkey.conf",
-                                        "--requirepass",
-                                        "$(REDISCLI_AUTH)",
-                                    ],
+                                    # The users, the administrator among them, come from the
+                                    # ACL file (a Secret of password hashes).
+                                    "args": ["valkey-server", "/etc/valkey/valkey.conf"],
                                     "env": [password_env],
                                     "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
                                     "resources": resources(
@@ -185,13 +248,36 @@ class Redis(pulumi.ComponentResource):
                                             "mountPath": "/etc/valkey",
                                             "readOnly": True,
                                         },
+                                        {"name": "acl", "mountPath": ACL_DIR, "readOnly": True},
                                         {"name": "tmp", "mountPath": "/tmp"},
+                                        *(
+                                            [
+                                                {
+                                                    "name": "tls",
+                                                    "mountPath": TLS_DIR,
+                                                    "readOnly": True,
+                                                }
+                                            ]
+                                            if tls
+                                            else []
+                                        ),
                                     ],
                                 }
                             ],
                             "volumes": [
                                 {"name": "conf", "configMap": {"name": conf.metadata["name"]}},
+                                {"name": "acl", "secret": {"secretName": acl.metadata["name"]}},
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                                *(
+                                    [
+                                        {
+                                            "name": "tls",
+                                            "secret": {"secretName": config.redis_tls_secret_name},
+                                        }
+                                    ]
+                                    if tls
+                                    else []
+                                ),
                             ],
                         },
                     },
@@ -231,9 +317,21 @@ class Redis(pulumi.ComponentResource):
             opts=child,
         )
         host = f"{REDIS_NAME}.{config.app_namespace}.svc"
-        self.url = pulumi.Output.secret(
-            pulumi.Output.from_input(secrets.redis_password).apply(
-                lambda password: f"redis://:{quote(password, safe='')}@{host}:{REDIS_PORT}/0"
+        scheme = "rediss" if tls else "redis"
+        admin_password = pulumi.Output.from_input(secrets.redis_password)
+
+        def service_url(component: Component) -> pulumi.Output[str]:
+            return pulumi.Output.secret(
+                admin_password.apply(
+                    lambda password: (
+                        f"{scheme}://{component.user}:"
+                        f"{quote(service_password(password, component), safe='')}"
+                        f"@{host}:{REDIS_PORT}/0"
+                    )
+                )
             )
-        )
-        self.register_outputs({"mode": "internal", "host": host})
+
+        self.urls = {component: service_url(component) for component in access.REDIS_COMPONENTS}
+        self.url = self.urls[Component.API]
+        self.ca_secret = config.redis_tls_secret_name or None
+        self.register_outputs({"mode": "internal", "host": host, "tls": tls})

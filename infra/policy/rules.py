@@ -27,7 +27,10 @@ WORKLOAD_TYPES = {
     "kubernetes:apps/v1:StatefulSet",
     "kubernetes:apps/v1:DaemonSet",
 }
+KAFKA_TYPE = "kubernetes:kafka.strimzi.io/v1:Kafka"
 KAFKA_TOPIC_TYPE = "kubernetes:kafka.strimzi.io/v1:KafkaTopic"
+KAFKA_USER_TYPE = "kubernetes:kafka.strimzi.io/v1:KafkaUser"
+NETWORK_POLICY_TYPE = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SCALED_OBJECT_TYPE = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 
 
@@ -126,6 +129,89 @@ def replicas_within_partitions(args: StackValidationArgs, report: ReportViolatio
                 )
 
 
+def kafka_listeners_encrypted_and_authenticated(
+    args: ResourceValidationArgs, report: ReportViolation
+) -> None:
+    """Every client listener of a Kafka cluster is TLS with an authentication type, and the
+    cluster authorizes (``simple``): a plain or anonymous listener lets any pod that reaches
+    it read every task, and without authorization a user's ACLs mean nothing."""
+    if args.resource_type != KAFKA_TYPE:
+        return
+    kafka = (args.props.get("spec") or {}).get("kafka") or {}
+    listeners = kafka.get("listeners") or []
+    if not listeners:
+        report("the Kafka cluster has no listener", None)
+    for listener in listeners:
+        name = listener.get("name")
+        if listener.get("tls") is not True:
+            report(f"listener {name!r} is not TLS (no plain listeners)", None)
+        if not (listener.get("authentication") or {}).get("type"):
+            report(f"listener {name!r} lets clients in without authentication", None)
+    if (kafka.get("authorization") or {}).get("type") != "simple":
+        report("the Kafka cluster does not authorize (set kafka.authorization.type: simple)", None)
+
+
+def kafka_users_least_privilege(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Every KafkaUser authenticates and has ACLs naming exactly its topics and groups: no
+    wildcard names, no prefixes, no ``All``."""
+    if args.resource_type != KAFKA_USER_TYPE:
+        return
+    spec = args.props.get("spec") or {}
+    user = (args.props.get("metadata") or {}).get("name")
+    if not (spec.get("authentication") or {}).get("type"):
+        report(f"KafkaUser {user!r} has no authentication", None)
+    authorization = spec.get("authorization") or {}
+    acls = authorization.get("acls") or []
+    if authorization.get("type") != "simple" or not acls:
+        report(f"KafkaUser {user!r} has no ACLs (authorization type simple)", None)
+    for acl in acls:
+        resource = acl.get("resource") or {}
+        what = f"{resource.get('type')} {resource.get('name')!r}"
+        if resource.get("name") == "*" or resource.get("patternType", "literal") != "literal":
+            report(f"KafkaUser {user!r} has an ACL on more than one {what}", None)
+        if "All" in (acl.get("operations") or []):
+            report(f"KafkaUser {user!r} may do All on {what}", None)
+
+
+def _selects(selector: Mapping[str, Any], pod_labels: Mapping[str, Any]) -> bool:
+    wanted = selector.get("matchLabels") or {}
+    return not selector.get("matchExpressions") and all(
+        pod_labels.get(key) == value for key, value in wanted.items()
+    )
+
+
+def egress_policies_present(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Each namespace our Deployments run in denies egress by default, and each of those
+    Deployments has an egress policy of its own that lists where it may connect."""
+    policies: dict[str, list[Mapping[str, Any]]] = {}
+    for resource in args.resources:
+        if resource.resource_type == NETWORK_POLICY_TYPE:
+            namespace = str((resource.props.get("metadata") or {}).get("namespace"))
+            policies.setdefault(namespace, []).append(resource.props.get("spec") or {})
+    for resource in args.resources:
+        if resource.resource_type != "kubernetes:apps/v1:Deployment":
+            continue
+        metadata = resource.props.get("metadata") or {}
+        if (metadata.get("labels") or {}).get("app.kubernetes.io/part-of") != PART_OF:
+            continue
+        namespace = str(metadata.get("namespace"))
+        name = metadata.get("name")
+        egress = [
+            p for p in policies.get(namespace, []) if "Egress" in (p.get("policyTypes") or [])
+        ]
+        if not any(p.get("podSelector") == {} and not p.get("egress") for p in egress):
+            report(
+                f"namespace {namespace!r} of {name!r} does not deny egress by default", resource.urn
+            )
+        template = (resource.props.get("spec") or {}).get("template") or {}
+        pod_labels = (template.get("metadata") or {}).get("labels") or {}
+        if not any(
+            p.get("egress") and p.get("podSelector") and _selects(p["podSelector"], pod_labels)
+            for p in egress
+        ):
+            report(f"Deployment {name!r} has no egress policy of its own", resource.urn)
+
+
 POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         name="resource-limits-set",
@@ -149,6 +235,24 @@ POLICIES: list[Policy] = [
         name="run-as-non-root",
         description="kafka-tasks containers run as non-root without privilege escalation.",
         validate=runs_as_non_root,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name="kafka-listeners-encrypted-and-authenticated",
+        description="Kafka listeners are TLS with authentication, and the cluster authorizes.",
+        validate=kafka_listeners_encrypted_and_authenticated,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name="kafka-users-least-privilege",
+        description="Every KafkaUser authenticates and has literal, named ACLs without All.",
+        validate=kafka_users_least_privilege,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="egress-policies-present",
+        description="kafka-tasks namespaces deny egress; each Deployment has its own egress.",
+        validate=egress_policies_present,
         enforcement_level=EnforcementLevel.MANDATORY,
     ),
     StackValidationPolicy(

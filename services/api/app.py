@@ -23,13 +23,19 @@ from services.api.limits import BodySizeLimit, reject_unknown_query
 from services.api.routes import catalog as catalog_routes
 from services.api.routes import dashboard, health, tasks
 from services.api.schemas import Problem
-from services.api.security import ApiKeys, require_api_key
+from services.api.security import (
+    ApiKeys,
+    PlainHttpKeyGuard,
+    refuse_open_exposure,
+    require_api_key,
+)
 from services.api.streams import StreamSlots
 from services.api.timing import RequestTiming
 from services.core import contract
 from services.core.catalog import Catalog
 from services.core.errors import (
     BackendUnavailableError,
+    ConfigurationError,
     IdempotencyConflictError,
     IdempotencyKeyInUseError,
     InvalidBatchError,
@@ -41,7 +47,7 @@ from services.core.errors import (
 from services.core.kafka_topics import ensure_topics
 from services.core.logs import get_logger
 from services.core.publisher import TaskPublisher
-from services.core.redis_client import connect
+from services.core.redis_client import connect, verify_credentials
 from services.core.settings import Settings
 from services.core.store import FOLLOW_BLOCK_SECONDS, TaskStore
 from services.core.submission import Submitter
@@ -64,6 +70,11 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
             wait_for_connection=False,
             read_timeout_seconds=FOLLOW_BLOCK_SECONDS + settings.redis_timeout_seconds,
         )
+        try:
+            await verify_credentials(redis)
+        except ConfigurationError as refused:
+            log.error("refusing to start", reason=str(refused))
+            raise
         store = TaskStore.from_settings(redis, settings, streams=stream_redis)
         publisher = TaskPublisher(settings)
         if settings.declare_topics:
@@ -90,8 +101,13 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
         dependencies=[Depends(reject_unknown_query)],
     )
     app.state.api_keys = ApiKeys(settings.all_api_keys())
+    refuse_open_exposure(settings, app.state.api_keys)
     if not app.state.api_keys.enabled:
-        log.warning("no API keys configured: the API accepts every request")
+        log.warning(
+            "no API keys configured: the API accepts every request (allowed on a loopback "
+            "address only)",
+            host=settings.api_host,
+        )
     protected = [Depends(require_api_key)]
     unauthorized: dict[int | str, dict[str, Any]] = {
         401: {"model": Problem, "description": "Missing or wrong API key."}
@@ -107,6 +123,9 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
         limit=settings.max_payload_bytes + ENVELOPE_BYTES,
         by_path={"/tasks/batch": settings.api_max_batch_bytes},
     )
+
+    if settings.api_https_only:
+        app.add_middleware(PlainHttpKeyGuard)
 
     # Outermost: it times everything, the size guard's 413s included.
     app.add_middleware(RequestTiming)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.core import contract, topics
 from services.core.catalog import Catalog
+from services.core.kafka_security import client_options
 from services.core.lag import PartitionLag, group_lag
 from services.core.scaling import KafkaTrigger, ScalingDecision, ScalingPolicy, desired_replicas
 from services.core.settings import Settings
@@ -42,5 +43,6 @@ async def read_scaling(
         settings.consumer_group,
         [trigger.topic for trigger in policy.triggers],
         offset_reset=contract.WORKER_AUTO_OFFSET_RESET,
+        security=client_options(settings),
     )
     return rows, desired_replicas(rows, policy)

@@ -9,7 +9,9 @@ KafkaTasksError
 ├── InvalidTransitionError      a write that the state table refuses (e.g. a terminal task)
 │   ├── AlreadyRunningError     an attempt runs already from another copy of the message
 │   └── StaleAttemptError       a write of an attempt that is no longer the task's current one
+├── ConfigurationError          settings a service refuses to start with (open API, bad credentials)
 ├── BackendUnavailableError     Kafka or Redis cannot be reached, or refuses writes, right now
+│   └── AccessDeniedError       ... or refuses these credentials or this operation (ACLs)
 ├── SubmissionUnknownError      a submission whose fate Redis and Kafka left unknown
 ├── StateStoreError             Redis answered what no correct client causes (a bug: loud)
 ├── IdempotencyConflictError    an Idempotency-Key reused with a different request
@@ -94,6 +96,24 @@ class BackendUnavailableError(KafkaTasksError):
         self.reason = reason
         self.maybe_applied = maybe_applied
         """The request reached the backend before the failure, so it may have taken effect."""
+
+
+class ConfigurationError(KafkaTasksError):
+    """A setting the service will not start with; the message says which and how to fix it."""
+
+
+class AccessDeniedError(BackendUnavailableError):
+    """Kafka or Redis refused who we are (authentication) or what we asked (authorization).
+
+    A configuration problem, not an outage: it does not pass by itself. Callers treat it like
+    an unavailable backend (the API answers 503 and keeps nothing, a worker waits), and the
+    message names the user, the operation and the resource, so the fix is clear."""
+
+    def __init__(self, backend: str, *, user: str | None, operation: str, reason: str) -> None:
+        who = f"user {user!r}" if user else "this client"
+        super().__init__(backend, f"{who} is not allowed to {operation}: {reason}")
+        self.user = user
+        self.operation = operation
 
 
 class SubmissionUnknownError(KafkaTasksError):

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from services.core import topics
 from services.core.catalog import Catalog
+from services.core.kafka_security import client_options
 from services.core.logs import get_logger
 from services.core.settings import Settings
 
@@ -38,6 +39,7 @@ async def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         request_timeout_ms=settings.kafka_request_timeout_ms,
+        **client_options(settings),
     )
     await admin.start()
     try:
@@ -89,6 +91,7 @@ async def _answers(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         request_timeout_ms=settings.kafka_request_timeout_ms,
+        **client_options(settings),
     )
     await admin.start()
     try:

@@ -8,12 +8,14 @@ uncommitted partition as its end offset, or as 1 under ``latest``) is ``scaling.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+from services.core.kafka_security import access_denied
 
 T = TypeVar("T")
 
@@ -50,11 +52,22 @@ class PartitionOffsets:
 
 class OffsetReader:
     """Kafka clients kept open to read a group's offsets again and again (the reaper reads
-    them every sweep; new clients each time would cost connections and metadata requests)."""
+    them every sweep; new clients each time would cost connections and metadata requests).
 
-    def __init__(self, bootstrap_servers: str, *, request_timeout_ms: int = 10_000) -> None:
+    ``security`` is ``kafka_security.client_options(settings)`` (plain text without it). The
+    user needs Describe on the group and on the topics, nothing more (KEDA's own user has
+    exactly that)."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        request_timeout_ms: int = 10_000,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._timeout_ms = request_timeout_ms
+        self._security = dict(security or {})
         self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
 
     async def __aenter__(self) -> OffsetReader:
@@ -122,12 +135,15 @@ class OffsetReader:
     async def _started(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._clients is None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
+                bootstrap_servers=self._bootstrap,
+                request_timeout_ms=self._timeout_ms,
+                **self._security,
             )
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._bootstrap,
                 enable_auto_commit=False,
                 request_timeout_ms=self._timeout_ms,
+                **self._security,
             )
             try:
                 await admin.start()
@@ -142,8 +158,15 @@ class OffsetReader:
     async def _reset_on_error(self, work: Awaitable[T]) -> T:
         try:
             return await work
-        except BaseException:
+        except BaseException as error:
             await self.close()  # reconnect next time: the cluster may have changed under us
+            denied = access_denied(
+                error,
+                user=self._security.get("sasl_plain_username"),
+                operation="read consumer offsets (Describe on the group and its topics)",
+            )
+            if denied is not None:
+                raise denied from error
             raise
 
 
@@ -153,7 +176,8 @@ async def group_lag(
     topics: list[str],
     *,
     offset_reset: Literal["earliest", "latest"] = "earliest",
+    security: Mapping[str, Any] | None = None,
 ) -> list[PartitionLag]:
     """One reading with clients of its own; ``OffsetReader`` keeps them for many."""
-    async with OffsetReader(bootstrap_servers) as reader:
+    async with OffsetReader(bootstrap_servers, security=security) as reader:
         return await reader.lag(group, topics, offset_reset=offset_reset)

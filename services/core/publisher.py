@@ -9,6 +9,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from services.core.errors import BackendUnavailableError
+from services.core.kafka_security import access_denied, client_options
 from services.core.settings import Settings
 
 
@@ -30,11 +31,20 @@ class TaskPublisher:
                     enable_idempotence=True,
                     request_timeout_ms=self._settings.kafka_request_timeout_ms,
                     linger_ms=2,
+                    **client_options(self._settings),
                 )
                 try:
                     await producer.start()
                 except (KafkaError, OSError) as exc:
                     await producer.stop()
+                    if isinstance(exc, KafkaError):
+                        denied = access_denied(
+                            exc,
+                            user=self._settings.kafka_sasl_username,
+                            operation="connect to Kafka",
+                        )
+                        if denied is not None:
+                            raise denied from exc
                     raise BackendUnavailableError("kafka", str(exc) or type(exc).__name__) from exc
                 self._producer = producer
             return self._producer
@@ -49,7 +59,16 @@ class TaskPublisher:
                 sent = await producer.send_and_wait(
                     topic, message.model_dump_json().encode(), key=key.encode()
                 )
-        except (KafkaError, TimeoutError) as exc:
+        except KafkaError as exc:
+            denied = access_denied(
+                exc, user=self._settings.kafka_sasl_username, operation=f"write to topic {topic}"
+            )
+            if denied is not None:
+                raise denied from exc
+            raise BackendUnavailableError(
+                "kafka", f"no acknowledgement from the broker ({type(exc).__name__})"
+            ) from exc
+        except TimeoutError as exc:
             raise BackendUnavailableError(
                 "kafka", f"no acknowledgement from the broker ({type(exc).__name__})"
             ) from exc

@@ -14,7 +14,10 @@ from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
     ClusterError,
+    NoPermissionError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -24,7 +27,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from services.core.errors import BackendUnavailableError, KafkaTasksError, StateStoreError
+from services.core.errors import (
+    AccessDeniedError,
+    BackendUnavailableError,
+    ConfigurationError,
+    KafkaTasksError,
+    StateStoreError,
+)
 from services.core.logs import get_logger
 from services.core.settings import Settings
 
@@ -57,7 +66,20 @@ Redirections (MOVED, ASK) and TRYAGAIN it follows on its own, within 16 hops."""
 
 def redis_error(error: RedisError | RedisClusterException | OSError) -> KafkaTasksError:
     """What a Redis error means to the services: unavailable (the worker waits, the API answers
-    503) or a bug (raised loud; never silently retried)."""
+    503) or a bug (raised loud; never silently retried). Refused credentials (WRONGPASS,
+    NOAUTH) and refused commands or keys (NOPERM) are AccessDeniedError: unavailable too, but
+    with a message that says what to fix."""
+    if isinstance(error, AuthenticationError | AuthenticationWrongNumberOfArgsError):
+        return AccessDeniedError(
+            "redis",
+            user=None,
+            operation="log in",
+            reason=f"{error}; check the user and password in KT_REDIS_URL",
+        )
+    if isinstance(error, NoPermissionError):
+        return AccessDeniedError(
+            "redis", user=None, operation="run this command", reason=f"{error} (its ACL user)"
+        )
     if isinstance(error, RedisConnectionError | RedisTimeoutError | OSError):
         return BackendUnavailableError("redis", str(error) or type(error).__name__)
     if isinstance(error, SlotNotCoveredError):  # a slot without a node, mid-failover
@@ -108,6 +130,8 @@ def connect(
         # ran could not be known. Off, the pool reconnects first.
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
+    if settings.redis_ca_file is not None:  # the settings allow it with rediss:// only
+        options["ssl_ca_certs"] = str(settings.redis_ca_file)
     if settings.redis_cluster:
         # Its nodes' connections never retry by themselves; the cluster client does, after
         # refreshing the slot map (a failover or a resharding may have moved the slot).
@@ -244,3 +268,18 @@ async def ping(client: RedisClient) -> bool:
     if isinstance(client, RedisCluster):
         return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
     return bool(await client.ping())
+
+
+async def verify_credentials(client: RedisClient) -> None:
+    """Refuse to start with credentials Redis rejects: a wrong password is a clear error at
+    start, not a service that waits for a Redis that will never let it in. A Redis that does
+    not answer is no reason to refuse (the services wait for it, and say so when probed)."""
+    try:
+        await ping(client)
+    except (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermissionError) as error:
+        raise ConfigurationError(
+            f"Redis refused the credentials in KT_REDIS_URL ({error}): set the user and "
+            "password of this component's Redis user (redis://<user>:<password>@host:port/0)"
+        ) from error
+    except (RedisError, OSError):
+        return

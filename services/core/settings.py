@@ -24,6 +24,21 @@ class Settings(BaseSettings):
     """Scopes topics, the consumer group and Redis keys (see topics.py)."""
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    """How every Kafka client of the services connects (kafka_security.py builds them all):
+    PLAINTEXT (the local stack), SSL (TLS; with a client certificate: mTLS), or SASL_SSL (TLS
+    plus a SCRAM user, what infra deploys: Strimzi's SCRAM-SHA-512 listener)."""
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    """The SCRAM user (SASL_SSL): one per component, each with only the ACLs it needs."""
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: Path | None = None
+    """PEM file of the CA(s) the brokers' certificates are checked against (Strimzi's cluster
+    CA); unset: the system's trust store. Every certificate in the file is trusted, so a
+    renewed CA and the one it replaces can be trusted together."""
+    kafka_ssl_cert_file: Path | None = None
+    """PEM client certificate for mTLS (SSL); with ``kafka_ssl_key_file``."""
+    kafka_ssl_key_file: Path | None = None
     kafka_request_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     """How long the API waits for the broker's acknowledgement before answering 503."""
 
@@ -38,6 +53,9 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     """Talk to a Redis Cluster (or Valkey / ElastiCache / Memorystore / Azure cluster mode)
     with the cluster client. The keys and scripts are the same in both modes (keys.py)."""
+    redis_ca_file: Path | None = None
+    """PEM file of the CA a ``rediss://`` server's certificate is checked against; unset: the
+    system's trust store."""
     redis_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     redis_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Redis connections per process for requests and task writes. When all are busy a call
@@ -65,7 +83,17 @@ class Settings(BaseSettings):
     ``max_payload_bytes``)."""
 
     api_host: str = "127.0.0.1"
+    """The API's listening address. Anything but a loopback address needs API keys: the API
+    refuses to start open where others can reach it."""
     api_port: Annotated[int, Field(ge=1, le=65535)] = contract.API_PORT
+    api_https_only: bool = False
+    """Refuse every request that carries an API key over plain HTTP (the key has crossed the
+    network in clear text: the answer says to rotate it). Behind a TLS-terminating proxy the
+    scheme is the proxy's ``X-Forwarded-Proto``, trusted from ``api_forwarded_allow_ips``."""
+    api_forwarded_allow_ips: str = "127.0.0.1"
+    """Peers whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` uvicorn believes (comma
+    separated, or ``*``). In Kubernetes only the ingress namespace reaches the API (its
+    NetworkPolicy), so infra sets ``*``."""
 
     worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 500
     """How many tasks one worker process runs at once. Async task functions mostly wait on
@@ -115,6 +143,42 @@ class Settings(BaseSettings):
                 f"than a submission can take ({longest:g} s: twice redis_timeout_seconds plus "
                 "kafka_request_timeout_ms), or the reaper would publish tasks the API is still "
                 "publishing or taking back"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl = self.kafka_sasl_username is not None or self.kafka_sasl_password is not None
+        tls = any(
+            path is not None
+            for path in (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+        )
+        if protocol == "SASL_SSL" and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                "kafka_security_protocol SASL_SSL needs kafka_sasl_username and "
+                "kafka_sasl_password (KT_KAFKA_SASL_USERNAME, KT_KAFKA_SASL_PASSWORD)"
+            )
+        if protocol != "SASL_SSL" and sasl:
+            raise ValueError(
+                f"kafka_sasl_username/password are set but kafka_security_protocol is {protocol}:"
+                " they would never be sent; set KT_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+            )
+        if protocol == "PLAINTEXT" and tls:
+            raise ValueError(
+                "kafka_ssl_* files are set but kafka_security_protocol is PLAINTEXT: set "
+                "KT_KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file go together (mTLS)")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_ca_needs_tls(self) -> Settings:
+        if self.redis_ca_file is not None and not self.redis_url.startswith("rediss://"):
+            raise ValueError(
+                "redis_ca_file is set but redis_url is not rediss://: the CA would never be "
+                "used; use a rediss:// URL for TLS"
             )
         return self
 

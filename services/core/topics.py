@@ -41,5 +41,11 @@ def consumer_group(namespace: str, version: int = WORKER_APP_VERSION) -> str:
     return f"{app_id}-v{version}" if version > 1 else app_id
 
 
+def redrive_group(namespace: str) -> str:
+    """The consumer group re-drive reads the dead-letter topic with (its own: each dead
+    letter is re-driven once, whatever the workers do)."""
+    return f"{namespace}-redrive"
+
+
 def redis_key_prefix(namespace: str) -> str:
     return f"{namespace}:"

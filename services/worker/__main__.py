@@ -2,13 +2,15 @@
 until SIGTERM."""
 
 import asyncio
+import sys
 
 import mode.loop
 
+from services.core.errors import ConfigurationError
 from services.core.kafka_topics import wait_for_kafka
 from services.core.logs import configure
 from services.core.publisher import TaskPublisher
-from services.core.redis_client import connect
+from services.core.redis_client import connect, verify_credentials
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.tasks import catalog
@@ -30,6 +32,11 @@ def main() -> None:
     mode.loop.use("uvloop")
     settings = Settings()
     configure(level=settings.log_level, json=settings.log_json)
+    try:
+        asyncio.run(check_redis_credentials(settings))
+    except ConfigurationError as refused:
+        print(f"kafka-tasks worker refuses to start: {refused}", file=sys.stderr)
+        raise SystemExit(2) from None
     asyncio.run(wait_for_kafka(settings, catalog))
     redis = connect(settings)
     store = TaskStore.from_settings(redis, settings)
@@ -43,6 +50,15 @@ def main() -> None:
     app = create_worker_app(settings, catalog, store, publisher, tasks, retries, leases, reaper)
     # redirect_stdouts=False: our JSON log lines are printed as they are, not re-logged.
     run(Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False))
+
+
+async def check_redis_credentials(settings: Settings) -> None:
+    # A client of its own: the worker's client must be made in faust's event loop.
+    redis = connect(settings)
+    try:
+        await verify_credentials(redis)
+    finally:
+        await redis.aclose()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.core import contract, metrics, topics
 from services.core.catalog import Catalog
 from services.core.errors import BackendUnavailableError
+from services.core.kafka_security import client_options, faust_credentials
 from services.core.lag import group_lag
 from services.core.logs import get_logger
 from services.core.publisher import TaskPublisher
@@ -57,6 +58,10 @@ def create_worker_app(
         topics.worker_app_id(settings.namespace),
         version=topics.WORKER_APP_VERSION,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
+        # Topics are declared before faust starts (or by Strimzi): its own declaration would
+        # need the Create right on the cluster, which the worker's Kafka user does not have.
+        topic_allow_declare=False,
         autodiscover=False,
         store="memory://",
         # Start from the oldest message a new consumer group has not seen; KEDA's
@@ -135,12 +140,16 @@ def create_worker_app(
         await never_crash("reaper", reaper.sweep)
 
     task_topics = [settings.task_topic(name) for name in catalog.names()]
+    security = client_options(settings)
 
     @app.timer(LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]  # faust: untyped
     async def export_lag() -> None:
         async def read() -> None:
             rows = await group_lag(
-                settings.kafka_bootstrap_servers, settings.consumer_group, task_topics
+                settings.kafka_bootstrap_servers,
+                settings.consumer_group,
+                task_topics,
+                security=security,
             )
             for row in rows:
                 metrics.CONSUMER_LAG.labels(row.topic, str(row.partition)).set(row.lag)

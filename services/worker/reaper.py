@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from services.core import metrics, topics
 from services.core.catalog import Catalog
 from services.core.errors import BackendUnavailableError
+from services.core.kafka_security import client_options
 from services.core.lag import OffsetReader
 from services.core.logs import get_logger
 from services.core.publisher import TaskPublisher
@@ -54,6 +55,7 @@ class Reaper:
         self._offsets = OffsetReader(
             settings.kafka_bootstrap_servers,
             request_timeout_ms=settings.kafka_request_timeout_ms,
+            security=client_options(settings),
         )
 
     async def close(self) -> None:

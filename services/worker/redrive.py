@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.core import topics
 from services.core.catalog import Catalog
 from services.core.errors import InvalidPayloadError, PayloadTooLargeError, UnknownTaskError
+from services.core.kafka_security import client_options
 from services.core.lag import topic_partitions
 from services.core.models import DeadLetter
 from services.core.publisher import TaskPublisher
@@ -39,19 +40,17 @@ class Redriven:
     skipped: str | None = None
 
 
-def redrive_group(namespace: str) -> str:
-    return f"{namespace}-redrive"
-
-
 async def redrive(
     settings: Settings, catalog: Catalog, *, limit: int | None = None, dry_run: bool = False
 ) -> list[Redriven]:
     topic = topics.dead_letter_topic(settings.namespace)
+    security = client_options(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=redrive_group(settings.namespace),
+        group_id=topics.redrive_group(settings.namespace),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **security,
     )
     redis = connect(settings)
     publisher = TaskPublisher(settings)
@@ -59,7 +58,7 @@ async def redrive(
     await consumer.start()
     done: list[Redriven] = []
     try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **security)
         await admin.start()
         try:
             partitions = await topic_partitions(admin, [topic])

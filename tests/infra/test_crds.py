@@ -22,17 +22,27 @@ def test_each_stack_checks_the_crds_of_its_chart_versions() -> None:
     config = parse_config(stack_config("prod"))
     assert crds.sources_for(config) == [
         crds.CrdSource("strimzi", config.strimzi_chart_version),
+        crds.CrdSource("strimzi-access-operator", config.access_operator_chart_version),
         crds.CrdSource("keda", config.keda_chart_version),
         crds.CrdSource("envoy-gateway", config.envoy_gateway_chart_version),
     ]
     nginx = parse_config({**stack_config("prod"), "ingressMode": "ingress-nginx"})
-    assert [s.name for s in crds.sources_for(nginx)] == ["strimzi", "keda"]
+    assert [s.name for s in crds.sources_for(nginx)] == [
+        "strimzi",
+        "strimzi-access-operator",
+        "keda",
+    ]
 
 
 def test_strimzi_1_2_crds_are_generated_and_serve_only_v1() -> None:
     kinds = served(crds.CrdSource("strimzi", "1.2.0"))
     assert {("kafka.strimzi.io/v1", k) for k in ("Kafka", "KafkaNodePool", "KafkaTopic")} <= kinds
     assert not any(version.endswith("/v1beta2") for version, _ in kinds)
+
+
+def test_the_kafka_access_crd_comes_from_the_access_operators_api_jar() -> None:
+    kinds = served(crds.CrdSource("strimzi-access-operator", "0.3.0"))
+    assert kinds == {("access.strimzi.io/v1alpha1", "KafkaAccess")}
 
 
 def test_keda_and_envoy_gateway_crds_come_from_their_go_modules() -> None:

@@ -179,16 +179,25 @@ def test_the_engine_renders_what_the_mocks_render_and_the_charts(life: StackLife
     comparison = life.report.comparison
     assert comparison.differences == []
     assert comparison.same > 25
-    # The stand-in charts' objects: Strimzi's and KEDA's ServiceAccount and Deployment, and
+    # The stand-in charts' objects: Strimzi's and KEDA's ServiceAccount and Deployment, the
+    # Access Operator's ServiceAccount, ClusterRole, ClusterRoleBinding and Deployment, and
     # Envoy Gateway's ServiceAccount, Deployment and Service (its hooks are dropped).
-    assert comparison.chart_objects == 7
+    assert comparison.chart_objects == 11
 
 
 def test_every_rendered_object_is_valid(life: StackLife) -> None:
     assert life.report.errors == []
-    assert {"Kafka", "KafkaTopic", "ScaledObject", "Gateway", "HTTPRoute"} <= _kinds(
-        life.report.rendered
-    )
+    assert {
+        "Kafka",
+        "KafkaTopic",
+        "KafkaUser",
+        "KafkaAccess",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "NetworkPolicy",
+        "Gateway",
+        "HTTPRoute",
+    } <= _kinds(life.report.rendered)
 
 
 def test_no_helm_hook_reaches_the_cluster_and_certgen_is_declared(life: StackLife) -> None:
@@ -231,7 +240,7 @@ def test_secrets_stay_encrypted_in_the_stack_file_and_the_state(life: StackLife)
         assert plain not in stored
         assert base64.b64encode(plain.encode()).decode() not in stored
     resources = life.checkpoint["checkpoint"]["latest"]["resources"]
-    for name in ("app-secrets", "redis-auth"):
+    for name in ("app-api-secrets", "app-worker-secrets", "redis-auth", "redis-acl"):
         secret = next(r for r in resources if r["urn"].endswith(f"::{name}"))
         for value in (secret["inputs"]["data"], secret["outputs"]["data"]):
             assert value[SECRET_SIG_KEY] == SECRET_SIG

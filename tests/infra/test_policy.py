@@ -73,6 +73,9 @@ def test_the_pack_has_the_platform_rules() -> None:
         "no-latest-tags",
         "run-as-non-root",
         "replicas-within-partitions",
+        "kafka-listeners-encrypted-and-authenticated",
+        "kafka-users-least-privilege",
+        "egress-policies-present",
     }
 
 
@@ -91,6 +94,107 @@ def test_rendered_stacks_pass_every_rule(stack: RenderedStack) -> None:
                 assert violations(validate, resource_args(resource.type, resource.state)) == []
     assert checked == 3  # API, worker, Redis
     assert violations(rules.replicas_within_partitions, stack_args(stack)) == []
+    assert violations(rules.egress_policies_present, stack_args(stack)) == []
+    security = {"Kafka": rules.kafka_listeners_encrypted_and_authenticated}
+    security["KafkaUser"] = rules.kafka_users_least_privilege
+    secured = 0
+    for resource in stack.resources:
+        kind = resource.state.get("kind") if resource.custom else None
+        if kind in security:
+            secured += 1
+            assert violations(security[kind], resource_args(resource.type, resource.state)) == []
+    assert secured == 5  # the cluster and one user per component
+
+
+def kafka(stack: RenderedStack) -> dict[str, Any]:
+    return copy.deepcopy(stack.kind("Kafka")[0].state)
+
+
+def kafka_violations(props: dict[str, Any]) -> list[str]:
+    args = resource_args(rules.KAFKA_TYPE, props)
+    return violations(rules.kafka_listeners_encrypted_and_authenticated, args)
+
+
+def test_a_plain_or_anonymous_listener_is_reported(stack: RenderedStack) -> None:
+    props = kafka(stack)
+    listener = props["spec"]["kafka"]["listeners"][0]
+    listener["tls"] = False
+    del listener["authentication"]
+    assert kafka_violations(props) == [
+        "listener 'tls' is not TLS (no plain listeners)",
+        "listener 'tls' lets clients in without authentication",
+    ]
+
+
+def test_a_cluster_that_does_not_authorize_is_reported(stack: RenderedStack) -> None:
+    props = kafka(stack)
+    del props["spec"]["kafka"]["authorization"]
+    assert kafka_violations(props) == [
+        "the Kafka cluster does not authorize (set kafka.authorization.type: simple)"
+    ]
+
+
+def keda_user(stack: RenderedStack) -> dict[str, Any]:
+    return copy.deepcopy(stack.one("KafkaUser", "kafka-tasks-keda").state)
+
+
+def user_violations(props: dict[str, Any]) -> list[str]:
+    args = resource_args(rules.KAFKA_USER_TYPE, props)
+    return violations(rules.kafka_users_least_privilege, args)
+
+
+def test_a_user_without_acls_is_reported(stack: RenderedStack) -> None:
+    props = keda_user(stack)
+    props["spec"]["authorization"]["acls"] = []
+    assert user_violations(props) == [
+        "KafkaUser 'kafka-tasks-keda' has no ACLs (authorization type simple)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"name": "*"}, "has an ACL on more than one topic '*'"),
+        ({"patternType": "prefix"}, "has an ACL on more than one topic"),
+    ],
+)
+def test_a_wildcard_or_prefixed_acl_is_reported(
+    stack: RenderedStack, change: dict[str, str], expected: str
+) -> None:
+    props = keda_user(stack)
+    props["spec"]["authorization"]["acls"][0]["resource"].update(change)
+    (found,) = user_violations(props)
+    assert found.startswith(f"KafkaUser 'kafka-tasks-keda' {expected}")
+
+
+def test_an_acl_granting_all_is_reported(stack: RenderedStack) -> None:
+    props = keda_user(stack)
+    props["spec"]["authorization"]["acls"][0]["operations"] = ["All"]
+    (found,) = user_violations(props)
+    assert found.startswith("KafkaUser 'kafka-tasks-keda' may do All on topic")
+
+
+def without(stack: RenderedStack, policy_name: str) -> StackValidationArgs:
+    return StackValidationArgs(
+        [
+            policy_resource(r.type, r.state)
+            for r in stack.resources
+            if r.custom and (r.state.get("metadata") or {}).get("name") != policy_name
+        ]
+    )
+
+
+def test_a_namespace_that_does_not_deny_egress_is_reported(stack: RenderedStack) -> None:
+    found = violations(rules.egress_policies_present, without(stack, "default-deny-egress"))
+    assert sorted(found) == [
+        f"namespace 'kafka-tasks' of {service!r} does not deny egress by default"
+        for service in sorted([contract.API_SERVICE_NAME, contract.WORKER_SERVICE_NAME])
+    ]
+
+
+def test_a_deployment_without_its_own_egress_policy_is_reported(stack: RenderedStack) -> None:
+    found = violations(rules.egress_policies_present, without(stack, "worker-egress"))
+    assert found == [f"Deployment {contract.WORKER_SERVICE_NAME!r} has no egress policy of its own"]
 
 
 def test_missing_limit_is_reported(stack: RenderedStack) -> None:

@@ -40,10 +40,10 @@ def test_preview_writes_every_stack_with_secrets_redacted(preview_dir: Path) -> 
 def test_summary_shows_the_wait_chain(stack: RenderedStack) -> None:
     chain = preview.dependency_chain(stack)
     kinds = [step.split("/")[0] for step in chain]
-    order = ["Chart", "Kafka", "KafkaTopic", "Deployment", "ScaledObject"]
+    order = ["Chart", "Kafka", "KafkaUser", "KafkaAccess", "Deployment", "ScaledObject"]
     positions = [kinds.index(kind) for kind in order]
     assert positions == sorted(positions), chain
-    assert "KafkaTopic/" in preview.summary(preview.StackReport(stack.stack, stack))
+    assert "KafkaAccess/" in preview.summary(preview.StackReport(stack.stack, stack))
 
 
 def test_summary_lists_what_the_workloads_wait_for(stack: RenderedStack) -> None:
@@ -53,7 +53,8 @@ def test_summary_lists_what_the_workloads_wait_for(stack: RenderedStack) -> None
     assert f"KafkaTopic x{len(stack.kind('KafkaTopic'))}" in worker_line
     assert "StatefulSet" in worker_line
     assert preview.prerequisites(stack, "ScaledObject") == [
-        "ScaledObject/autoscaling-scaled-object waits for: Chart, Deployment"
+        "ScaledObject/autoscaling-scaled-object waits for: "
+        "Chart, Deployment, KafkaAccess, TriggerAuthentication"
     ]
 
 
@@ -186,7 +187,7 @@ def test_an_object_of_no_known_crd_is_reported(stack: RenderedStack) -> None:
     unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
     (error,) = validate(stack, unknown)
     assert error.startswith("example.com/v1 Widget: not a Kubernetes 1.34.0 kind, and no CRD")
-    assert "(strimzi 1.2.0, keda 2.20.2" in error
+    assert "(strimzi 1.2.0, strimzi-access-operator 0.3.0, keda 2.20.2" in error
 
 
 def test_built_in_kinds_of_any_api_group_are_checked(stack: RenderedStack) -> None:

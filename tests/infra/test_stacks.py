@@ -3,15 +3,19 @@ readiness waits and secrets."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from infra.components.kafka_users import binding_secret
+from infra.components.redis import service_password
 from infra.config import StackConfig, parse_config
 from infra.errors import ConfigError
-from infra.render import RenderedStack, stack_config
-from services.core import contract, topics
+from infra.render import PREVIEW_SECRET, RenderedStack, stack_config
+from services.core import access, contract, topics
+from services.core.access import Component
 from services.core.contract import WORKER_AUTO_OFFSET_RESET
 from services.core.settings import Settings
 from services.tasks import catalog
@@ -21,6 +25,8 @@ COMPONENT_TYPES = {
     "kafka-tasks:platform:StrimziOperator",
     "kafka-tasks:platform:KafkaCluster",
     "kafka-tasks:platform:KafkaTopics",
+    "kafka-tasks:platform:KafkaUsers",
+    "kafka-tasks:platform:KafkaAccessSecrets",
     "kafka-tasks:platform:Redis",
     "kafka-tasks:platform:Keda",
     "kafka-tasks:platform:ApiIngress",
@@ -110,7 +116,7 @@ def test_prod_runs_three_controllers_and_three_brokers(
 def test_outputs(stack: RenderedStack) -> None:
     config = parse_config(stack_config(stack.stack))
     assert stack.outputs["apiUrl"] == f"http://{config.api_host}"
-    assert stack.outputs["kafkaBootstrap"] == "kafka-tasks-kafka-bootstrap.kafka.svc:9092"
+    assert stack.outputs["kafkaBootstrap"] == "kafka-tasks-kafka-bootstrap.kafka.svc:9093"
     assert stack.outputs["consumerGroup"] == topics.consumer_group(config.task_namespace)
 
 
@@ -249,19 +255,221 @@ def test_settings_configmap_only_sets_real_settings(stack: RenderedStack) -> Non
 
 def test_api_keys_and_redis_url_are_sent_as_secrets(stack: RenderedStack) -> None:
     assert {"redis_url", "api_keys"} <= set(Settings.model_fields)
-    app_secret = stack.named("app-secrets")
-    assert app_secret.secret_paths  # the engine must receive them encrypted
-    assert set(app_secret.inputs["stringData"]) == {
+    api_secret, worker_secret = stack.named("app-api-secrets"), stack.named("app-worker-secrets")
+    for secret in (api_secret, worker_secret, stack.named("redis-acl")):
+        assert secret.secret_paths  # the engine must receive them encrypted
+    assert set(api_secret.inputs["stringData"]) == {
         contract.env_var("redis_url"),
         contract.env_var("api_keys"),
     }
+    # The workers never see the API keys.
+    assert set(worker_secret.inputs["stringData"]) == {contract.env_var("redis_url")}
     assert stack.named("redis-auth").secret_paths
     assert not stack.named("app-settings").secret_paths
 
 
-def test_redis_url_carries_the_password_to_the_in_cluster_service(stack: RenderedStack) -> None:
-    url = stack.named("app-secrets").inputs["stringData"][contract.env_var("redis_url")]
-    assert url == "redis://:preview-only-not-a-secret@kafka-tasks-redis.kafka-tasks.svc:6379/0"
+@pytest.mark.parametrize("component", access.REDIS_COMPONENTS)
+def test_each_service_logs_in_to_redis_as_its_own_user(
+    stack: RenderedStack, component: Component
+) -> None:
+    secret = stack.named(f"app-{component.value}-secrets")
+    url = secret.inputs["stringData"][contract.env_var("redis_url")]
+    password = service_password(PREVIEW_SECRET, component)
+    assert url == (f"redis://{component.user}:{password}@kafka-tasks-redis.kafka-tasks.svc:6379/0")
+    # Valkey knows the user by the hash of that password, limited to the namespace's keys;
+    # the administrator's password is not a service's.
+    acl = stack.named("redis-acl").inputs["stringData"]["users.acl"].splitlines()
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    rules = access.redis_rules([namespace_of(stack)])
+    assert f"user {component.user} on #{digest} {rules}" in acl
+    assert password != PREVIEW_SECRET
+    conf = stack.named("redis-conf").inputs["data"]["valkey.conf"]
+    assert "aclfile /etc/valkey-acl/users.acl" in conf.splitlines()
+
+
+def test_redis_tls_is_served_when_a_certificate_secret_is_named(
+    committed: Callable[[str], RenderedStack], render_dev_with: Callable[..., RenderedStack]
+) -> None:
+    plain = committed("dev")
+    assert "tls-port" not in plain.named("redis-conf").inputs["data"]["valkey.conf"]
+    tls = render_dev_with(redisTlsSecretName="redis-tls")
+    conf = tls.named("redis-conf").inputs["data"]["valkey.conf"].splitlines()
+    assert {"port 0", "tls-port 6379"} <= set(conf)
+    url = tls.named("app-worker-secrets").inputs["stringData"][contract.env_var("redis_url")]
+    assert url.startswith("rediss://kafka-tasks-worker:")
+    settings = tls.named("app-settings").inputs["data"]
+    assert settings[contract.env_var("redis_ca_file")] == "/etc/kafka-tasks/redis-ca/ca.crt"
+    volumes = pod(tls, contract.WORKER_SERVICE_NAME)["volumes"]
+    assert {
+        "name": "redis-ca",
+        "secret": {"secretName": "redis-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+    } in volumes
+
+
+# --- Kafka security --------------------------------------------------------------------------
+
+
+def test_kafka_has_one_tls_scram_listener_and_authorizes(stack: RenderedStack) -> None:
+    kafka = spec(stack.kind("Kafka")[0])
+    (listener,) = kafka["kafka"]["listeners"]
+    assert (listener["name"], listener["port"], listener["tls"]) == ("tls", 9093, True)
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    assert kafka["kafka"]["authorization"] == {"type": "simple"}
+    assert "userOperator" in kafka["entityOperator"]
+    config = parse_config(stack_config(stack.stack))
+    assert config.kafka_bootstrap.endswith(".svc:9093")
+
+
+def test_each_component_has_a_kafka_user_with_exactly_its_acls(stack: RenderedStack) -> None:
+    config = parse_config(stack_config(stack.stack))
+    grants = access.kafka_grants(config.task_namespace, catalog.names())
+    users = {r.inputs["metadata"]["name"]: r.inputs for r in stack.kind("KafkaUser")}
+    assert set(users) == {component.user for component in Component}
+    for component in Component:
+        user = users[component.user]
+        assert user["metadata"]["namespace"] == config.kafka_namespace
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == config.kafka_cluster_name
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["spec"]["authorization"]["type"] == "simple"
+        assert user["spec"]["authorization"]["acls"] == [
+            grant.strimzi_acl() for grant in grants[component]
+        ]
+    # KEDA may only describe: no Read, no Write anywhere.
+    keda_operations = {
+        op
+        for acl in users[Component.KEDA.user]["spec"]["authorization"]["acls"]
+        for op in acl["operations"]
+    }
+    assert keda_operations == {"Describe"}
+
+
+def test_each_users_credentials_and_the_cluster_ca_reach_the_app_namespace(
+    stack: RenderedStack,
+) -> None:
+    config = parse_config(stack_config(stack.stack))
+    for component in Component:
+        access_object = stack.one("KafkaAccess", component.user)
+        assert access_object.inputs["metadata"]["namespace"] == config.app_namespace
+        assert access_object.inputs["spec"] == {
+            "kafka": {
+                "name": config.kafka_cluster_name,
+                "namespace": config.kafka_namespace,
+                "listener": "tls",
+            },
+            "user": {
+                "kind": "KafkaUser",
+                "apiGroup": "kafka.strimzi.io",
+                "name": component.user,
+                "namespace": config.kafka_namespace,
+            },
+            "secretName": binding_secret(component),
+        }
+        assert stack.depends_on(access_object, stack.one("KafkaUser", component.user))
+
+
+@pytest.mark.parametrize(
+    ("service", "component"),
+    [(contract.API_SERVICE_NAME, Component.API), (contract.WORKER_SERVICE_NAME, Component.WORKER)],
+)
+def test_each_service_logs_in_to_kafka_as_its_own_user_and_checks_the_cluster_ca(
+    stack: RenderedStack, service: str, component: Component
+) -> None:
+    settings = stack.named("app-settings").inputs["data"]
+    assert settings[contract.env_var("kafka_security_protocol")] == "SASL_SSL"
+    assert settings[contract.env_var("kafka_sasl_mechanism")] == "SCRAM-SHA-512"
+    assert settings[contract.env_var("kafka_ssl_ca_file")] == "/etc/kafka-tasks/kafka-ca/ca.crt"
+    pod_spec = pod(stack, service)
+    (container,) = pod_spec["containers"]
+    from_secret = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"]}
+    assert from_secret == {
+        contract.env_var("kafka_sasl_username"): {
+            "name": binding_secret(component),
+            "key": "username",
+        },
+        contract.env_var("kafka_sasl_password"): {
+            "name": binding_secret(component),
+            "key": "password",
+        },
+    }
+    ca_volume = next(v for v in pod_spec["volumes"] if v["name"] == "kafka-ca")
+    assert ca_volume["secret"] == {
+        "secretName": binding_secret(component),
+        "items": [{"key": "ssl.truststore.crt", "path": "ca.crt"}],
+    }
+    assert {"name": "kafka-ca", "mountPath": "/etc/kafka-tasks/kafka-ca", "readOnly": True} in (
+        container["volumeMounts"]
+    )
+    deployment = stack.one("Deployment", service)
+    assert stack.depends_on(deployment, stack.one("KafkaAccess", component.user))
+
+
+def test_keda_reads_the_lag_as_its_own_user_through_a_trigger_authentication(
+    stack: RenderedStack,
+) -> None:
+    authentication = stack.one("TriggerAuthentication", "kafka-tasks-keda-kafka")
+    secret = binding_secret(Component.KEDA)
+    assert spec(authentication) == {
+        "secretTargetRef": [
+            {"parameter": "username", "name": secret, "key": "username"},
+            {"parameter": "password", "name": secret, "key": "password"},
+            {"parameter": "ca", "name": secret, "key": "ssl.truststore.crt"},
+        ]
+    }
+    scaled = stack.kind("ScaledObject")[0]
+    assert authentication.inputs["metadata"]["namespace"] == scaled.inputs["metadata"]["namespace"]
+    for trigger in spec(scaled)["triggers"]:
+        assert trigger["authenticationRef"] == {"name": "kafka-tasks-keda-kafka"}
+        assert (trigger["metadata"]["tls"], trigger["metadata"]["sasl"]) == (
+            "enable",
+            "scram_sha512",
+        )
+    assert stack.depends_on(scaled, authentication)
+    assert stack.depends_on(scaled, stack.one("KafkaAccess", Component.KEDA.user))
+
+
+# --- Egress ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", [contract.API_SERVICE_NAME, contract.WORKER_SERVICE_NAME])
+def test_services_reach_kafka_redis_and_dns_and_nothing_else(
+    stack: RenderedStack, service: str
+) -> None:
+    config = parse_config(stack_config(stack.stack))
+    deny = spec(stack.one("NetworkPolicy", "default-deny-egress"))
+    assert deny == {"podSelector": {}, "policyTypes": ["Egress"]}
+    name = "api-egress" if service == contract.API_SERVICE_NAME else "worker-egress"
+    policy = spec(stack.one("NetworkPolicy", name))
+    pod_labels = spec(stack.one("Deployment", service))["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    kafka, redis, dns = policy["egress"]
+    assert kafka["ports"] == [{"protocol": "TCP", "port": 9093}]
+    (brokers,) = kafka["to"]
+    assert brokers["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": config.kafka_namespace
+    }
+    assert brokers["podSelector"]["matchLabels"]["strimzi.io/broker-role"] == "true"
+    assert redis["ports"] == [{"protocol": "TCP", "port": 6379}]
+    assert redis["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == (
+        "kafka-tasks-redis"
+    )
+    assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+def test_external_redis_egress_goes_to_its_network_and_port(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    rendered = render_dev_with(
+        secrets={"apiKeys": '["k"]', "redisUrl": "rediss://u:p@redis.example:6380/0"},
+        redisMode="external",
+        redisExternalCidr="10.20.0.0/16",
+        redisExternalPort=6380,
+    )
+    _, redis, _ = spec(rendered.one("NetworkPolicy", "worker-egress"))["egress"]
+    assert redis == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"protocol": "TCP", "port": 6380}],
+    }
 
 
 def test_redis_persists_with_aof_and_limits(stack: RenderedStack) -> None:
@@ -326,9 +534,10 @@ def test_external_redis_declares_no_statefulset_and_passes_the_url_as_secret(
     url = "rediss://:pw@managed.example.com:6380/0"
     rendered = render_dev_with(secrets={"apiKeys": '["k"]', "redisUrl": url}, redisMode="external")
     assert not rendered.kind("StatefulSet")
-    app_secret = rendered.named("app-secrets")
-    assert app_secret.inputs["stringData"][contract.env_var("redis_url")] == url
-    assert app_secret.secret_paths
+    for component in access.REDIS_COMPONENTS:
+        app_secret = rendered.named(f"app-{component.value}-secrets")
+        assert app_secret.inputs["stringData"][contract.env_var("redis_url")] == url
+        assert app_secret.secret_paths
 
 
 def test_a_cluster_endpoint_selects_the_cluster_client(
