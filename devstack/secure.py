@@ -352,6 +352,8 @@ def redis_arguments(security: Security, port: int) -> list[str]:
         "no",
         "--aclfile",
         str(security.redis_acl_file),
+        "--sanitize-dump-payload",
+        "yes",
     ]
 
 

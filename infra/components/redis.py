@@ -88,6 +88,9 @@ def _valkey_conf(config: StackConfig) -> str:
             "maxmemory-policy noeviction",
             "protected-mode no",
             f"aclfile {ACL_DIR}/users.acl",
+            # The services may RESTORE their own keys (services/core/access.py): every
+            # payload is checked in full first.
+            "sanitize-dump-payload yes",
             *tls,
             "",
         ]

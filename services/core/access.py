@@ -112,13 +112,18 @@ def kafka_grants(namespace: str, task_names: list[str]) -> dict[Component, list[
 def redis_rules(namespaces: Sequence[str]) -> str:
     """The ACL rules (after ``on`` and the password) of every service's Redis user: the keys
     of ``namespaces`` only; data, script and transaction commands, TIME (the state scripts
-    read the server's clock); nothing dangerous or administrative; no pub/sub channels."""
+    read the server's clock) and RESTORE; nothing else dangerous, nothing administrative; no
+    pub/sub channels."""
     keys = " ".join(f"~{topics.redis_key_prefix(namespace)}*" for namespace in namespaces)
     # `~` alone allows the empty key name, and only it: the create and withdraw scripts
     # declare '' for "no Idempotency-Key" (a key they never read or write), and Redis checks
     # every declared key against the user's patterns.
+    # RESTORE (a @dangerous command) only on these keys: a terminal write rewrites its task's
+    # events stream from its own DUMP to give back the stream's preallocated node
+    # (state_scripts.py). A crafted payload is what makes RESTORE dangerous; the servers
+    # therefore check every payload in full (``sanitize-dump-payload yes``).
     return (
         f"resetkeys {keys} ~ resetchannels "
         "-@all +@read +@write +@scripting +@transaction +@connection "
-        "-@dangerous -@admin +time"
+        "-@dangerous -@admin +time +restore"
     )

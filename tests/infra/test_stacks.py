@@ -548,7 +548,9 @@ def test_a_cluster_endpoint_selects_the_cluster_client(
         secrets={"apiKeys": '["k"]', "redisUrl": url}, redisMode="cluster-external"
     )
     assert not rendered.kind("StatefulSet")
-    assert rendered.named("app-secrets").inputs["stringData"][contract.env_var("redis_url")] == url
+    for component in access.REDIS_COMPONENTS:
+        secret = rendered.named(f"app-{component.value}-secrets")
+        assert secret.inputs["stringData"][contract.env_var("redis_url")] == url
     assert rendered.named("app-settings").inputs["data"][contract.env_var("redis_cluster")] == (
         "true"
     )
