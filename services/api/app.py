@@ -17,17 +17,18 @@ from starlette.routing import compile_path
 from services.api.deps import Services
 from services.api.limits import BodySizeLimit, reject_unknown_query
 from services.api.routes import catalog as catalog_routes
-from services.api.routes import dashboard, health, tasks
+from services.api.routes import dashboard, health, schedules, tasks
 from services.api.schemas import Problem
 from services.api.security import ApiKeys, require_api_key
 from services.api.streams import StreamSlots
 from services.api.timing import RequestTiming
-from services.core import contract
+from services.core import contract, policy
 from services.core.catalog import Catalog
 from services.core.errors import (
     BackendUnavailableError,
     IdempotencyConflictError,
     IdempotencyKeyInUseError,
+    InvalidOptionError,
     InvalidPayloadError,
     PayloadTooLargeError,
     SubmissionUnknownError,
@@ -68,6 +69,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
             except Exception as exc:  # the API still starts; /readyz tells the truth
                 log.warning("could not declare topics", error=str(exc))
         streams = StreamSlots(settings.api_max_event_streams)
+        policy.schedules(catalog, settings)  # a wrong schedule stops the start, with why
         submitter = Submitter(store, publisher, catalog, settings)
         app.state.services = Services(settings, store, publisher, catalog, streams, submitter)
         try:
@@ -91,7 +93,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     unauthorized: dict[int | str, dict[str, Any]] = {
         401: {"model": Problem, "description": "Missing or wrong API key."}
     }
-    for router in (tasks.router, catalog_routes.router):
+    for router in (tasks.router, catalog_routes.router, schedules.router):
         app.include_router(router, dependencies=protected, responses=unauthorized)
     app.include_router(health.router)
     app.include_router(dashboard.page)
@@ -149,6 +151,11 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     @app.exception_handler(PayloadTooLargeError)
     async def payload_too_large(request: Request, error: PayloadTooLargeError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=413)
+
+    @app.exception_handler(InvalidOptionError)
+    async def invalid_option(request: Request, error: InvalidOptionError) -> JSONResponse:
+        detail = [{"loc": ["body", error.option], "msg": error.message, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(InvalidPayloadError)
     async def invalid_payload(request: Request, error: InvalidPayloadError) -> JSONResponse:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from services.core.models import TaskRecord
+from services.core.priorities import Priority
 
 
 class TaskCreate(BaseModel):
@@ -13,6 +17,22 @@ class TaskCreate(BaseModel):
     task: str = Field(min_length=1, max_length=200, description="A name from GET /catalog.")
     payload: dict[str, JsonValue] = Field(
         default_factory=dict, description="Validated against the task's payload schema."
+    )
+    countdown: Annotated[float, Field(ge=0, le=10 * 365 * 86400)] | None = Field(
+        default=None, description="Queue the task this many seconds from now (Celery's countdown)."
+    )
+    eta: AwareDatetime | None = Field(
+        default=None,
+        description="Queue the task at this time (ISO 8601 with an offset); a past one runs now.",
+    )
+    expires: AwareDatetime | Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="A time (ISO 8601), or seconds from now, after which the task is not "
+        "started: it ends EXPIRED.",
+    )
+    priority: Priority = Field(
+        default=Priority.DEFAULT,
+        description="high, default or low; tasks declared prioritized only (see GET /catalog).",
     )
 
 
@@ -23,10 +43,46 @@ class TaskPublic(TaskRecord):
 class CatalogEntry(BaseModel):
     name: str
     topic: str
+    topics: dict[str, str]
+    """Per priority, its topic (only ``default`` unless the task is prioritized)."""
     description: str
     payload_schema: dict[str, JsonValue]
     timeout_seconds: float | None
     retry: dict[str, JsonValue]
+    rate_limit: str | None
+    """Starts per second, minute or hour across all workers ('10/s'), settings included."""
+    concurrency: dict[str, JsonValue] | None
+    """``key`` (a payload field) and ``limit`` (running at once per value of it)."""
+    prioritized: bool
+    schedules: list[str]
+    """Names of its periodic schedules (see GET /schedules)."""
+
+
+class SchedulePublic(BaseModel):
+    """A periodic schedule and where it stands."""
+
+    name: str
+    task: str
+    rule: str
+    """'cron <expr> (<zone>)' or 'every <n> s'."""
+    cron: str | None
+    every_seconds: float | None
+    timezone: str
+    payload: dict[str, JsonValue]
+    priority: Priority
+    expires_seconds: float | None
+    next_run_at: datetime
+    """The next tick not yet fired (computed from now until a scheduler has run)."""
+    last_run_at: datetime | None
+    last_task_id: str | None
+    skipped: int
+    """Ticks skipped because they were missed by more than the misfire grace."""
+
+
+class SchedulePage(BaseModel):
+    leader: str | None
+    """The token of the worker whose scheduler fires ticks (None: no worker leads now)."""
+    items: list[SchedulePublic]
 
 
 class Problem(BaseModel):

@@ -4,6 +4,7 @@ KafkaTasksError
 ├── UnknownTaskError            a task name the catalog does not hold
 ├── InvalidPayloadError         a payload its task's model refuses (errors by location)
 ├── PayloadTooLargeError        a payload over ``max_payload_bytes``
+├── InvalidOptionError          a submission option that cannot hold (eta, expires, priority)
 ├── TaskNotFoundError           no record for that id (never existed, or expired)
 ├── InvalidTransitionError      a write that the state table refuses (e.g. a terminal task)
 │   ├── AlreadyRunningError     an attempt runs already from another copy of the message
@@ -46,6 +47,13 @@ class PayloadTooLargeError(KafkaTasksError):
         super().__init__(f"payload is {size} bytes; the limit is {limit}")
         self.size = size
         self.limit = limit
+
+
+class InvalidOptionError(KafkaTasksError):
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
 
 
 class TaskNotFoundError(KafkaTasksError):

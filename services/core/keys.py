@@ -60,3 +60,35 @@ class RedisKeys:
         """Marker of a submission the API answered 503 and took back: any copy of its message
         that still reaches a worker is skipped. Lives ``result_ttl_seconds``."""
         return f"{self.prefix}withdrawn:{task_id}"
+
+    @property
+    def timers(self) -> str:
+        """Sorted set of held-back task ids (a delay, a rate or concurrency limit) scored by
+        the time (ms) they are due to be queued; the workers' timer loop releases them. No TTL;
+        a released or settled task leaves it."""
+        return f"{self.prefix}timers"
+
+    def rate_bucket(self, task: str) -> str:
+        """String: the task's rate limit as one timestamp (µs), the next free start slot
+        (GCRA). Expires a second after that slot passes."""
+        return f"{self.prefix}rate-limit:{task}"
+
+    def concurrency_slots(self, task: str, value: str) -> str:
+        """Sorted set of the task ids running for one value of a concurrency key, scored by
+        their lease end (ms). Emptied by the tasks that end; lapsed leases are dropped."""
+        return f"{self.prefix}concurrency:{task}:{value}"
+
+    def concurrency_waiters(self, task: str, value: str) -> str:
+        """List of task ids waiting for a slot of that key, first to wake first."""
+        return f"{self.prefix}concurrency:{task}:{value}:waiters"
+
+    @property
+    def scheduler_leader(self) -> str:
+        """String: the token of the worker whose scheduler fires ticks; expires
+        ``scheduler_lease_seconds`` after its last renewal."""
+        return f"{self.prefix}scheduler:leader"
+
+    def schedule(self, name: str) -> str:
+        """Hash of one schedule: ``next`` tick (ms), ``last`` tick fired (ms), ``last_task``,
+        ``skipped`` ticks. No TTL."""
+        return f"{self.prefix}schedule:{name}"

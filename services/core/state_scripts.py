@@ -94,8 +94,10 @@ end
 CREATE: Final = (
     _COMMON
     + """
--- KEYS: record, events, deadlines, idempotency ('' for none), withdrawn marker.
--- ARGV: common, publication deadline (ms), idempotency value, valid until (µs), fields.
+-- KEYS: record, events, deadlines, idempotency ('' for none), withdrawn marker, timers (''
+-- unless the task is held back until its raw field due_ms).
+-- ARGV: common, publication deadline (ms; a held task's: due + grace), idempotency value,
+-- valid until (µs), fields.
 -- Returns {'ok', record} | {'exists', ''} | {'duplicate', idempotency value}
 --       | {'expired', ''} | {'withdrawn', ''}.
 if replayed(KEYS[1]) then return {'ok', redis.call('HGETALL', KEYS[1])} end
@@ -115,6 +117,10 @@ if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[9], 'EX', ttl) end
 redis.call('HSET', KEYS[1], 'created_us', now_us)
 local flat = write(KEYS[1], KEYS[2], false, 'PENDING', 11)
 redis.call('ZADD', KEYS[3], ARGV[8], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
+if KEYS[6] and KEYS[6] ~= '' then
+  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'due_ms'),
+             cjson.decode(redis.call('HGET', KEYS[1], 'id')))
+end
 return {'ok', flat}
 """
 )
@@ -220,8 +226,8 @@ return status or ''
 # PENDING one whose message (at the expected position) is gone. The deadline moves on, so a
 # claim whose publication fails is claimed again later; a running task's delivery is
 # cleared, so the copy can start.
-# Returns {'due', status, task, payload, created_at, error, attempts, updated_at}
-#       | {'gone' | 'not-due' | 'moved', status}.
+# Returns {'due', status, task, payload, created_at, error, attempts, updated_at, priority,
+#          expires_at, held_by} | {'gone' | 'not-due' | 'moved', status}.
 RECLAIM: Final = """
 local status = redis.call('HGET', KEYS[1], 'status')
 local settled = status == 'COMPLETE' or status == 'CANCELLED'
@@ -241,8 +247,10 @@ else
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 end
 local fields = redis.call(
-  'HMGET', KEYS[1], 'task', 'payload', 'created_at', 'error', 'attempts', 'updated_at')
-return {'due', status, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6]}
+  'HMGET', KEYS[1], 'task', 'payload', 'created_at', 'error', 'attempts', 'updated_at',
+  'priority', 'expires_at', 'held_by')
+return {'due', status, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6],
+        fields[7] or '', fields[8] or '', fields[9] or ''}
 """
 
 # KEYS: record, deadlines. ARGV: task id.
@@ -267,4 +275,142 @@ for i = 2, #KEYS do
   end
 end
 return lost
+"""
+
+# --- Holding tasks back: delays, rate limits, concurrency limits -----------------------------
+# A held task is PENDING (or RETRY) with ``due_at``/``held_by`` set, an entry in the timers
+# sorted set (scored by its due time, ms) and a deadline one grace later (for the reaper,
+# should no worker release it). The workers' timer loop releases due tasks onto their topics.
+
+HOLD: Final = (
+    _COMMON
+    + """
+-- KEYS: record, events, deadlines, timers.
+-- ARGV: common, due (ms), deadline (ms), reserved rate slot ('' for none), fields.
+-- Keeps the state (PENDING or RETRY) and moves its due time: the message that brought the
+-- task is consumed, so its position is forgotten (the reaper must not think it lost).
+-- Returns {'ok', record} | {'missing', ''} | {'refused', current status}.
+if replayed(KEYS[1]) then return {'ok', redis.call('HGETALL', KEYS[1])} end
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {'missing', ''} end
+if (current ~= 'PENDING' and current ~= 'RETRY') or not allowed[current][current] then
+  return {'refused', current}
+end
+local id = cjson.decode(redis.call('HGET', KEYS[1], 'id'))
+redis.call('HDEL', KEYS[1], 'message')
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[1], 'rate_slot', ARGV[10])
+else
+  redis.call('HDEL', KEYS[1], 'rate_slot')
+end
+redis.call('ZADD', KEYS[4], ARGV[8], id)
+redis.call('ZADD', KEYS[3], ARGV[9], id)
+return {'ok', write(KEYS[1], KEYS[2], current, current, 11)}
+"""
+)
+
+# KEYS: record, timers, deadlines. ARGV: task id, now (ms), publication deadline (ms).
+# Releases a held task whose due time came: its timer goes, its deadline becomes a
+# publication deadline (the releasing worker confirms the publication, or the reaper
+# publishes it). Returns {'due', status, task, payload, created_at, priority, expires_at,
+# rate slot, due (ms)} | {'not-due', ''} | {'gone', status}.
+RELEASE: Final = """
+local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then return {'not-due', ''} end
+redis.call('ZREM', KEYS[2], ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'PENDING' and status ~= 'RETRY' then return {'gone', status or ''} end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+local slot = redis.call('HGET', KEYS[1], 'rate_slot') or ''
+redis.call('HDEL', KEYS[1], 'rate_slot')
+local fields = redis.call(
+  'HMGET', KEYS[1], 'task', 'payload', 'created_at', 'priority', 'expires_at')
+return {'due', status, fields[1], fields[2], fields[3], fields[4] or '', fields[5] or '', slot,
+        due}
+"""
+
+# KEYS: the task's rate bucket. ARGV: spacing of starts (µs).
+# A token bucket of one token, in its GCRA form (the bucket is one timestamp: the theoretical
+# arrival time of the next start). Each call reserves the next free slot, now or later, so
+# tasks over the limit are given evenly spaced slots instead of retrying for one.
+# Uses Redis's clock: every worker sees the same time. Returns {slot (µs), now (µs)}.
+RATE_SLOT: Final = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(tat, now)
+local following = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', following),
+           'PX', math.floor((following - now) / 1000) + 1000)
+return {string.format('%d', slot), string.format('%d', now)}
+"""
+
+# KEYS: the key's running slots (sorted set: task id -> lease end, ms), its waiters (list).
+# ARGV: task id, limit, now (ms), lease end (ms).
+# Takes one of ``limit`` slots for the task (again, if it holds one: renewed); lapsed leases
+# (a worker that died) free theirs. When all are taken the task joins the waiters, woken by
+# CONCURRENCY_RELEASE. Returns 'acquired' | 'held' | 'full'.
+CONCURRENCY_ACQUIRE: Final = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  return 'held'
+end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  redis.call('LREM', KEYS[2], 0, ARGV[1])
+  return 'acquired'
+end
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 'full'
+"""
+
+# KEYS: the key's running slots, its waiters, timers. ARGV: task id, now (ms), key prefix.
+# Frees the task's slot and wakes the first waiter still held back by this limit (its timer
+# is moved to now). Returns the woken task id, or ''.
+CONCURRENCY_RELEASE: Final = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+while true do
+  local waiter = redis.call('LPOP', KEYS[2])
+  if not waiter then return '' end
+  local held = redis.call('HGET', ARGV[3] .. 'task:' .. waiter, 'held_by')
+  if held == '"concurrency"' and redis.call('ZSCORE', KEYS[3], waiter) then
+    redis.call('ZADD', KEYS[3], ARGV[2], waiter)
+    return waiter
+  end
+end
+"""
+
+# --- The periodic scheduler's leader lease and tick bookkeeping ---------------------------
+
+# KEYS: leader. ARGV: token, lease (ms). Takes the lease if free, renews it if ours.
+# Returns 1 if this token leads now.
+LEAD: Final = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: leader, schedule state (hash). ARGV: token, tick fired or skipped (ms), next tick
+# (ms), task id ('' if skipped), skipped count.
+# Moves a schedule past a tick, only for the leader and only from that tick (a leader that
+# lost its lease, or a late repeat, changes nothing). Returns 'ok' | 'not-leader' | 'moved'.
+ADVANCE: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'not-leader' end
+local next = redis.call('HGET', KEYS[2], 'next')
+if next and next ~= ARGV[2] then return 'moved' end
+redis.call('HSET', KEYS[2], 'next', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], 'last', ARGV[2], 'last_task', ARGV[4])
+end
+if ARGV[5] ~= '0' then redis.call('HINCRBY', KEYS[2], 'skipped', ARGV[5]) end
+return 'ok'
 """

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 from uuid import UUID
@@ -35,15 +35,20 @@ from services.core.errors import (
     TaskNotFoundError,
 )
 from services.core.keys import RedisKeys
+from services.core.limiter import Limiter
 from services.core.models import (
     DeadLetter,
+    Hold,
     Progress,
+    ScheduleTick,
     TaskError,
     TaskMessage,
     TaskRecord,
     utcnow,
 )
+from services.core.priorities import Priority
 from services.core.redis_client import redis_error
+from services.core.schedule_book import ScheduleBook
 from services.core.settings import Settings
 from services.core.states import TERMINAL_STATES, TaskState
 
@@ -56,7 +61,17 @@ EVENTS_MAX_LEN: Final = 1000
 
 # Fields stored as plain strings or integers; every other field holds JSON.
 _RAW_FIELDS: Final = frozenset(
-    {"status", "version", "attempts", "delivery", "created_us", "write", "message"}
+    {
+        "status",
+        "version",
+        "attempts",
+        "delivery",
+        "created_us",
+        "write",
+        "message",
+        "due_ms",
+        "rate_slot",
+    }
 )
 
 CREATE_MARGIN_SECONDS: Final = 0.5
@@ -93,6 +108,8 @@ class Reclaimed(StrEnum):
     """PENDING, and its message is no longer in Kafka, or was consumed without a trace."""
     LETTER_UNSENT = "letter-unsent"
     """FAILURE, and its dead letter was never written (the worker died after storing it)."""
+    HOLD_OVERDUE = "hold-overdue"
+    """Held back (a delay, a rate or concurrency limit), and no worker released it in time."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,16 @@ class Claim:
     message: TaskMessage
     reason: Reclaimed
     letter: DeadLetter | None = None
+
+
+@dataclass(frozen=True)
+class Released:
+    """A held-back task whose due time came, claimed for publication by one worker."""
+
+    message: TaskMessage
+    status: TaskState
+    due_at: float
+    """When it was due (epoch seconds)."""
 
 
 class TaskStore:
@@ -136,6 +163,8 @@ class TaskStore:
         self._reclaim = redis.register_script(state_scripts.RECLAIM)
         self._renew = redis.register_script(state_scripts.RENEW)
         self._lettered = redis.register_script(state_scripts.LETTERED)
+        self._hold = redis.register_script(state_scripts.HOLD)
+        self._release = redis.register_script(state_scripts.RELEASE)
 
     @classmethod
     def from_settings(
@@ -159,6 +188,18 @@ class TaskStore:
     def lease_seconds(self) -> float:
         return self._lease
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    def limiter(self) -> Limiter:
+        """Rate and concurrency limits on the same Redis, errors classified the same way."""
+        return Limiter(self._redis, self._keys, self._guard, lease_seconds=self._lease)
+
+    def schedule_book(self) -> ScheduleBook:
+        """The periodic scheduler's lease and tick bookkeeping on the same Redis."""
+        return ScheduleBook(self._redis, self._keys, self._guard)
+
     async def ping(self) -> bool:
         try:
             return bool(await self._guard(self._redis.ping()))
@@ -172,8 +213,16 @@ class TaskStore:
         payload: dict[str, JsonValue],
         *,
         idempotency_key: str | None = None,
+        priority: Priority = Priority.DEFAULT,
+        due_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        schedule: ScheduleTick | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Store a new PENDING record; returns (record, created).
+
+        With ``due_at`` the task is held back (``held_by`` eta): no publication is expected,
+        the workers' timer loop queues it when due, and its deadline is one publication
+        deadline later (for the reaper, should no worker do it).
 
         With an ``idempotency_key`` already used for the same request, returns that earlier
         task's record and False; used for a different request, raises IdempotencyConflictError.
@@ -189,7 +238,14 @@ class TaskStore:
             "created_at": now,
             "updated_at": now,
             "attempts": 0,
+            "priority": priority.value,
+            "expires_at": expires_at,
+            "schedule": schedule.model_dump(mode="json") if schedule else None,
         }
+        deadline = time.time() + self._publish_deadline
+        if due_at is not None:
+            fields |= {"due_at": due_at, "held_by": Hold.ETA.value}
+            deadline = due_at.timestamp() + self._publish_deadline
         request_hash = _request_hash(task, payload)
         idempotency = self._keys.idempotency(idempotency_key) if idempotency_key else ""
         keys = [
@@ -198,6 +254,7 @@ class TaskStore:
             self._keys.deadlines,
             idempotency,
             self._keys.withdrawn(task_id),
+            self._keys.timers if due_at is not None else "",
         ]
         # One connection, taken (and checked open) first: failing to get it means nothing
         # was sent; failing after it means the create may have run.
@@ -207,10 +264,11 @@ class TaskStore:
             valid_for = self._timeout - min(CREATE_MARGIN_SECONDS, self._timeout / 4)
             args: list[Any] = [
                 *self._common_args(),
-                _ms(time.time() + self._publish_deadline),
+                _ms(deadline),
                 f"{task_id} {request_hash}",
                 time.time_ns() // 1000 + int(valid_for * 1_000_000),
                 *_encode_fields(fields),
+                *(["due_ms", str(_ms(due_at.timestamp()))] if due_at is not None else []),
             ]
             try:
                 outcome, detail = await self._guard(
@@ -274,6 +332,8 @@ class TaskStore:
             "created_at": message.submitted_at,
             "updated_at": utcnow(),
             "attempts": 0,
+            "priority": message.priority.value,
+            "expires_at": message.expires_at,
         }
         args: list[Any] = [
             *self._common_args(),
@@ -313,7 +373,7 @@ class TaskStore:
         A worker's later writes pass their ``attempt``: refused with StaleAttemptError once a
         newer attempt started, and a progress report is refused unless the task runs.
         """
-        fields: dict[str, Any] = {"updated_at": utcnow()}
+        fields: dict[str, Any] = {"updated_at": utcnow(), "held_by": None}
         if progress is not None:
             fields["progress"] = progress.model_dump(mode="json")
         if status is TaskState.COMPLETE:
@@ -399,7 +459,7 @@ class TaskStore:
         answer = await self._guard(self._reclaim(keys=keys, args=args))
         if _decode(answer[0]) != "due":
             return None
-        status, task, payload, created_at, error, attempts, updated_at = (
+        status, task, payload, created_at, error, attempts, updated_at, priority, expires, held = (
             _decode(value) for value in answer[1:]
         )
         message = TaskMessage(
@@ -407,6 +467,8 @@ class TaskStore:
             task=json.loads(task),
             payload=json.loads(payload),
             submitted_at=json.loads(created_at),
+            priority=json.loads(priority) if priority else Priority.DEFAULT,
+            expires_at=json.loads(expires) if expires else None,
         )
         if lost_position is not None:
             return Claim(message, Reclaimed.MESSAGE_GONE)
@@ -418,11 +480,87 @@ class TaskStore:
                 failed_at=json.loads(updated_at),
             )
             return Claim(message, Reclaimed.LETTER_UNSENT, letter)
+        if held and json.loads(held) and status in (TaskState.PENDING, TaskState.RETRY):
+            return Claim(message, Reclaimed.HOLD_OVERDUE)
         reason = {
             TaskState.PENDING: Reclaimed.UNCONFIRMED,
             TaskState.PROGRESS: Reclaimed.LEASE_LAPSED,
         }.get(TaskState(status), Reclaimed.RETRY_OVERDUE)
         return Claim(message, reason)
+
+    async def hold(
+        self,
+        task_id: UUID,
+        *,
+        until: datetime,
+        reason: Hold,
+        rate_slot: int | None = None,
+    ) -> TaskRecord:
+        """Hold a PENDING or RETRY task back until ``until`` (its state stays; ``due_at`` and
+        ``held_by`` say why), the message that brought it being consumed. ``rate_slot``: the
+        rate-limit slot (µs) it reserved, so that it runs then without another token.
+        TaskNotFoundError; InvalidTransitionError if it settled or runs."""
+        fields: dict[str, Any] = {
+            "updated_at": utcnow(),
+            "due_at": until,
+            "held_by": reason.value,
+        }
+        args: list[Any] = [
+            *self._common_args(),
+            _ms(until.timestamp()),
+            _ms(until.timestamp() + self._publish_deadline),
+            "" if rate_slot is None else str(rate_slot),
+            *_encode_fields(fields),
+        ]
+        keys = [
+            self._keys.record(task_id),
+            self._keys.events(task_id),
+            self._keys.deadlines,
+            self._keys.timers,
+        ]
+        outcome, detail = await self._guard(self._hold(keys=keys, args=args))
+        outcome = _decode(outcome)
+        if outcome == "ok":
+            return record_from_fields(_flat_to_mapping(detail))
+        if outcome == "missing":
+            raise TaskNotFoundError(str(task_id))
+        raise InvalidTransitionError(str(task_id), current=_decode(detail), requested="held")
+
+    async def due_timers(self, *, limit: int = 500) -> list[UUID]:
+        """Held-back tasks whose due time came, earliest first."""
+        members = await self._guard(
+            self._redis.zrangebyscore(self._keys.timers, "-inf", _ms(time.time()), 0, limit)
+        )
+        return [UUID(_decode(member)) for member in members]
+
+    async def next_timer(self) -> float | None:
+        """When the earliest held-back task is due (epoch seconds), or None."""
+        first = await self._guard(self._redis.zrange(self._keys.timers, 0, 0, withscores=True))
+        return float(first[0][1]) / 1000 if first else None
+
+    async def release(self, task_id: UUID) -> Released | None:
+        """Claim a due held-back task for publication; None if another worker did, or it
+        settled (its timer is dropped). Its publication must be confirmed, or the reaper
+        publishes it after the publication deadline."""
+        now = time.time()
+        keys = [self._keys.record(task_id), self._keys.timers, self._keys.deadlines]
+        args: list[Any] = [str(task_id), _ms(now), _ms(now + self._publish_deadline)]
+        answer = await self._guard(self._release(keys=keys, args=args))
+        if _decode(answer[0]) != "due":
+            return None
+        status, task, payload, created_at, priority, expires, slot, due = (
+            _decode(value) for value in answer[1:]
+        )
+        message = TaskMessage(
+            id=task_id,
+            task=json.loads(task),
+            payload=json.loads(payload),
+            submitted_at=json.loads(created_at),
+            priority=json.loads(priority) if priority else Priority.DEFAULT,
+            expires_at=json.loads(expires) if expires else None,
+            rate_slot=datetime.fromtimestamp(int(slot) / 1_000_000, UTC) if slot else None,
+        )
+        return Released(message, TaskState(status), due_at=float(due) / 1000)
 
     async def get(self, task_id: UUID) -> TaskRecord:
         fields = await self._guard(self._redis.hgetall(self._keys.record(task_id)))

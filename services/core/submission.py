@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from pydantic import JsonValue, ValidationError
@@ -25,17 +26,67 @@ from services.core import metrics
 from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
     BackendUnavailableError,
+    InvalidOptionError,
     InvalidPayloadError,
     PayloadTooLargeError,
     SubmissionUnknownError,
 )
 from services.core.logs import get_logger
-from services.core.models import TaskMessage, TaskRecord
+from services.core.models import ScheduleTick, TaskMessage, TaskRecord, utcnow
+from services.core.priorities import Priority
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a task may run: queued at once or at ``due_at``; not started after
+    ``expires_at``. Built from Celery's options by ``Timing.of``."""
+
+    due_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: datetime | float | None = None,
+        now: datetime | None = None,
+    ) -> Timing:
+        """``countdown`` seconds or an ``eta`` (not both); ``expires`` a time or seconds from
+        now. An eta in the past runs at once (as in Celery); an expiry that is past, or not
+        after the due time, is refused: nothing could ever run."""
+        now = now or utcnow()
+        if countdown is not None and eta is not None:
+            raise InvalidOptionError("countdown", "give countdown or eta, not both")
+        if countdown is not None and countdown < 0:
+            raise InvalidOptionError("countdown", "must be 0 or more seconds")
+        due = eta if eta is not None else None
+        if countdown is not None and countdown > 0:
+            due = now + timedelta(seconds=countdown)
+        if due is not None and due <= now:
+            due = None
+        if isinstance(expires, int | float):
+            if expires <= 0:
+                raise InvalidOptionError(
+                    "expires", "must be a time, or a number of seconds above 0"
+                )
+            expires = now + timedelta(seconds=expires)
+        if expires is not None:
+            if expires <= now:
+                raise InvalidOptionError("expires", f"{expires.isoformat()} is already past")
+            if due is not None and expires <= due:
+                raise InvalidOptionError(
+                    "expires",
+                    f"{expires.isoformat()} is not after the task is due ({due.isoformat()}): "
+                    "it could never start",
+                )
+        return cls(due_at=due, expires_at=expires)
 
 
 @dataclass(frozen=True)
@@ -79,13 +130,34 @@ class Submitter:
         payload: dict[str, JsonValue],
         *,
         idempotency_key: str | None = None,
+        priority: Priority = Priority.DEFAULT,
+        timing: Timing | None = None,
+        schedule: ScheduleTick | None = None,
     ) -> Submission:
-        """Accept a task: returns once it is stored and the broker acknowledged its message."""
+        """Accept a task: returns once it is stored and the broker acknowledged its message.
+
+        A task with a due time (``timing``) is stored held back and not published: the
+        workers' timer loop queues it when it is due (the reaper, one publication deadline
+        later, should none do it)."""
         spec = self.validate(task, payload)
+        if priority is not Priority.DEFAULT and not spec.prioritized:
+            raise InvalidOptionError(
+                "priority",
+                f"task {spec.name!r} takes only the default priority (it has one topic); "
+                "declare it with @catalog.task(prioritized=True) for high and low",
+            )
+        timing = timing or Timing()
         task_id = uuid4()
         try:
             record, created = await self._store.create(
-                task_id, spec.name, payload, idempotency_key=idempotency_key
+                task_id,
+                spec.name,
+                payload,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                due_at=timing.due_at,
+                expires_at=timing.expires_at,
+                schedule=schedule,
             )
         except BackendUnavailableError as error:
             if error.maybe_applied:
@@ -93,10 +165,24 @@ class Submitter:
             raise
         if not created:
             return Submission(record, created=False)
-        message = TaskMessage(id=task_id, task=spec.name, payload=payload)
+        if timing.due_at is not None:
+            metrics.TASKS_SUBMITTED.labels(spec.name).inc()
+            log.info(
+                "task accepted, held until due",
+                task_id=str(task_id),
+                due_at=timing.due_at.isoformat(),
+            )
+            return Submission(record, created=True)
+        message = TaskMessage(
+            id=task_id,
+            task=spec.name,
+            payload=payload,
+            priority=priority,
+            expires_at=timing.expires_at,
+        )
         try:
             position = await self._publisher.publish(
-                self._settings.task_topic(spec.name), message, key=str(task_id)
+                self._settings.task_topic(spec.name, priority), message, key=str(task_id)
             )
         except BackendUnavailableError as error:
             if await self._take_back(task_id, idempotency_key, error):

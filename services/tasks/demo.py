@@ -8,6 +8,7 @@ import time
 from pydantic import BaseModel, Field
 
 from services.core.catalog import RetryPolicy, TaskContext
+from services.core.limits import ConcurrencyLimit
 from services.tasks import catalog
 
 
@@ -20,7 +21,7 @@ class SleepResult(BaseModel):
     slept_seconds: float
 
 
-@catalog.task()
+@catalog.task(prioritized=True)
 async def sleep(payload: SleepPayload, ctx: TaskContext) -> SleepResult:
     """Wait, reporting progress as it goes (the proof of concept's 10-15 s task)."""
     step = payload.seconds / payload.steps
@@ -34,7 +35,7 @@ class NoopPayload(BaseModel):
     echo: str | None = Field(default=None, max_length=1024, description="Returned as the result.")
 
 
-@catalog.task()
+@catalog.task(prioritized=True)
 async def noop(payload: NoopPayload, ctx: TaskContext) -> str | None:
     """Return at once; the benchmarks' task."""
     return payload.echo
@@ -101,3 +102,17 @@ def overrun(payload: OverrunPayload, ctx: TaskContext) -> dict[str, int]:
             time.sleep(payload.seconds / steps)
             ctx.progress_sync(100 * step / steps, "over-running")
     return {"finished_on_attempt": ctx.attempt}
+
+
+class SyncCustomerPayload(BaseModel):
+    customer: str = Field(max_length=200, description="Its concurrency key: one sync at a time.")
+    seconds: float = Field(default=1.0, ge=0, le=3600, description="How long the sync takes.")
+
+
+@catalog.task(concurrency=ConcurrencyLimit(key="customer", limit=1))
+async def sync_customer(payload: SyncCustomerPayload, ctx: TaskContext) -> dict[str, str]:
+    """Sync one customer's account: never two at once for the same customer (a concurrency
+    key), any number for different ones."""
+    await ctx.progress(0, f"syncing {payload.customer}")
+    await asyncio.sleep(payload.seconds)
+    return {"synced": payload.customer}

@@ -102,7 +102,7 @@ class Reaper:
         an overdue task's deadline moved on, a lost message is found again next sweep)."""
         message = claim.message
         sent: BaseModel = message
-        topic = self._settings.task_topic(message.task)
+        topic = self._settings.task_topic(message.task, message.priority)
         if claim.letter is not None:
             topic, sent = topics.dead_letter_topic(self._settings.namespace), claim.letter
         try:

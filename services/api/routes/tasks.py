@@ -23,6 +23,7 @@ from services.core.errors import (
 from services.core.logs import get_logger
 from services.core.models import TaskRecord
 from services.core.states import TaskState
+from services.core.submission import Timing
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 log = get_logger(__name__)
@@ -72,6 +73,11 @@ IdempotencyKey = Annotated[
         },
         413: {"model": Problem, "description": "Payload too large."},
         415: {"model": Problem, "description": "Body is not application/json."},
+        422: {
+            "model": Problem,
+            "description": "Invalid JSON, payload or option (countdown with eta, an expiry "
+            "that is past or not after the due time, a priority the task has no topic for).",
+        },
         **UNAVAILABLE,
         504: {
             "model": Problem,
@@ -87,9 +93,15 @@ async def submit_task(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskPublic:
-    """Accept a task: store it as PENDING, publish it, answer once the broker has it."""
+    """Accept a task: store it as PENDING, publish it, answer once the broker has it (a task
+    with a countdown or eta is stored held back, and queued when due)."""
+    timing = Timing.of(countdown=body.countdown, eta=body.eta, expires=body.expires)
     submission = await services.submitter.submit(
-        body.task, body.payload, idempotency_key=idempotency_key
+        body.task,
+        body.payload,
+        idempotency_key=idempotency_key,
+        priority=body.priority,
+        timing=timing,
     )
     response.headers["Location"] = f"/tasks/{submission.record.id}"
     return TaskPublic.model_validate(submission.record.model_dump())
