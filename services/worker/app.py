@@ -167,7 +167,13 @@ def create_worker_app(
     @app.page(contract.WORKER_LIVENESS_PATH)
     class Liveness(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "in_flight": tasks.in_flight})
+            return self.json(
+                {
+                    "status": "ok",
+                    "in_flight": tasks.in_flight,
+                    "scheduler": {"token": scheduler.token, "leading": scheduler.leading},
+                }
+            )
 
     @app.page(contract.WORKER_READINESS_PATH)
     class Readiness(View):
