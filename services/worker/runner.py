@@ -49,7 +49,9 @@ _ANY = TypeAdapter(Any)
 
 INLINE_RATE_WAIT_SECONDS = 0.5
 """A rate-limit slot this close is waited for in place (the message's slot held that long);
-a later one holds the task back through the timer loop, freeing the slot and the partition."""
+a later one holds the task back through the timer loop, freeing the slot and the partition.
+The hold ends this much before the slot, and the returning copy waits the rest in place: the
+timer loop's tick and the trip through Kafka would otherwise make starts bunch up."""
 
 
 class TaskRunner:
@@ -145,7 +147,12 @@ class TaskRunner:
         """Take a slot of the task's rate limit; False if the task was held back for a later
         one (or its record is settled). A copy that reserved its slot before runs without."""
         limit = policy.rate_limit(spec, self._settings)
-        if limit is None or message.rate_slot is not None:
+        if limit is None:
+            return True
+        if message.rate_slot is not None:  # back from a hold, a little before its slot
+            wait = (message.rate_slot - utcnow()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(min(wait, INLINE_RATE_WAIT_SECONDS))
             return True
         slot = await until_available(lambda: self._limiter.reserve(spec.name, limit))
         wait = slot.wait_seconds
@@ -153,7 +160,9 @@ class TaskRunner:
             if wait > 0:
                 await asyncio.sleep(wait)
             return True
-        await self._hold(message, Hold.RATE_LIMIT, wait, rate_slot=slot.at_us)
+        await self._hold(
+            message, Hold.RATE_LIMIT, wait - INLINE_RATE_WAIT_SECONDS, rate_slot=slot.at_us
+        )
         return False
 
     async def _concurrency_slot(
