@@ -57,7 +57,8 @@ def kafka_trigger(config: StackConfig, topic: str, lag_threshold: int) -> dict[s
 
 
 class WorkerAutoscaling(pulumi.ComponentResource):
-    """One ScaledObject for the worker Deployment with a kafka trigger per consumed topic."""
+    """One ScaledObject for the worker Deployment with a kafka trigger per consumed topic (each
+    priority topic its own: a backlog of any priority scales the workers)."""
 
     def __init__(
         self,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from services.core.models import TaskRecord
 from services.core.priorities import Priority
+from services.core.schedules import ScheduleStatus
 
 
 class TaskCreate(BaseModel):
@@ -58,25 +58,8 @@ class CatalogEntry(BaseModel):
     """Names of its periodic schedules (see GET /schedules)."""
 
 
-class SchedulePublic(BaseModel):
+class SchedulePublic(ScheduleStatus):
     """A periodic schedule and where it stands."""
-
-    name: str
-    task: str
-    rule: str
-    """'cron <expr> (<zone>)' or 'every <n> s'."""
-    cron: str | None
-    every_seconds: float | None
-    timezone: str
-    payload: dict[str, JsonValue]
-    priority: Priority
-    expires_seconds: float | None
-    next_run_at: datetime
-    """The next tick not yet fired (computed from now until a scheduler has run)."""
-    last_run_at: datetime | None
-    last_task_id: str | None
-    skipped: int
-    """Ticks skipped because they were missed by more than the misfire grace."""
 
 
 class SchedulePage(BaseModel):

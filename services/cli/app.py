@@ -1,7 +1,7 @@
 """`kafka-tasks`: submit, follow and manage tasks from a terminal.
 
 Exit codes: 0 done, 1 the task failed, 3 cancelled, 4 not found, 5 timed out,
-6 unauthorised, 7 service unavailable, 8 bad request (2 is a usage error).
+6 unauthorised, 7 service unavailable, 8 bad request, 9 expired (2 is a usage error).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,7 @@ from services.client import (
     ClientError,
     ServiceUnavailable,
     TaskCancelledError,
+    TaskExpired,
     TaskFailed,
     TaskNotFound,
     TaskRecord,
@@ -47,7 +49,9 @@ EXIT: dict[type[ClientError], int] = {
     Unauthorized: 6,
     ServiceUnavailable: 7,
     BadRequest: 8,
+    TaskExpired: 9,
 }
+TERMINAL_EXIT = {"FAILURE": 1, "CANCELLED": 3, "EXPIRED": 9}
 
 Url = Annotated[str | None, typer.Option("--url", envvar="KAFKA_TASKS_URL", help="API base URL.")]
 ApiKey = Annotated[
@@ -103,6 +107,19 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Repeat safely with the same key.")
     ] = None,
+    countdown: Annotated[
+        float | None, typer.Option(help="Queue it this many seconds from now.")
+    ] = None,
+    eta: Annotated[
+        datetime | None,
+        typer.Option(help="Queue it at this time (ISO 8601; UTC unless it has an offset)."),
+    ] = None,
+    expires: Annotated[
+        float | None, typer.Option(help="Seconds from now after which it is not started.")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="high, default or low (prioritized tasks).")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow it to the end with a progress bar.")
     ] = False,
@@ -116,7 +133,15 @@ def submit(
     """Submit a task."""
     body = parse_payload(payload, field)
     with client(url, api_key) as http:
-        record = http.submit(task, body, idempotency_key=idempotency_key)
+        record = http.submit(
+            task,
+            body,
+            idempotency_key=idempotency_key,
+            countdown=countdown,
+            eta=eta if eta is None or eta.tzinfo else eta.replace(tzinfo=UTC),
+            expires=expires,
+            priority=priority,
+        )
         if wait:
             record = follow(http, str(record.id), timeout=timeout, quiet=as_json)
         emit(record, as_json)
@@ -124,12 +149,12 @@ def submit(
 
 @app.command()
 def status(task_id: str, url: Url = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
-    """Show a task's current record (exit 1 if it failed, 3 if cancelled)."""
+    """Show a task's current record (exit 1 if it failed, 3 if cancelled, 9 if expired)."""
     with client(url, api_key) as http:
         record = http.get(task_id)
         emit(record, as_json)
         if record.status.is_terminal and record.status != "COMPLETE":
-            raise typer.Exit(1 if record.status == "FAILURE" else 3)
+            raise typer.Exit(TERMINAL_EXIT[record.status])
 
 
 @app.command()
@@ -182,6 +207,17 @@ def list_tasks(
         console.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
     else:
         console.print(render.records_table(records))
+
+
+@app.command()
+def schedules(url: Url = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """Periodic schedules with their next and last run."""
+    with client(url, api_key) as http:
+        items = http.schedules()
+    if as_json:
+        console.print_json(json.dumps([item.model_dump(mode="json") for item in items]))
+    else:
+        console.print(render.schedules_table(items))
 
 
 @dlq.command("list")

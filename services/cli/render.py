@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from services.core.models import TaskRecord
+from services.core.schedules import ScheduleStatus
 
 STATE_STYLE = {
     "PENDING": "yellow",
@@ -19,6 +20,7 @@ STATE_STYLE = {
     "COMPLETE": "green",
     "FAILURE": "red",
     "CANCELLED": "dim",
+    "EXPIRED": "dim",
 }
 
 
@@ -44,6 +46,14 @@ def record_panel(record: TaskRecord) -> RenderableType:
         table.add_row("error", f"{record.error.type}: {record.error.message}")
     if record.retry_at is not None:
         table.add_row("retry at", record.retry_at.isoformat())
+    if record.priority != "default":
+        table.add_row("priority", record.priority)
+    if record.due_at is not None:
+        table.add_row("due", f"{record.due_at.isoformat()} ({record.held_by or 'eta'})")
+    if record.expires_at is not None:
+        table.add_row("expires", record.expires_at.isoformat())
+    if record.schedule is not None:
+        table.add_row("schedule", f"{record.schedule.name} @ {record.schedule.tick.isoformat()}")
     table.add_row("created", record.created_at.isoformat())
     table.add_row("updated", record.updated_at.isoformat())
     return Panel(table, title=f"task {str(record.id)[:8]}", expand=False)
@@ -63,5 +73,22 @@ def records_table(records: list[TaskRecord]) -> Table:
             f"{percent:.0f}%",
             str(record.attempts),
             record.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    return table
+
+
+def schedules_table(items: list[ScheduleStatus]) -> Table:
+    table = Table()
+    for column in ("schedule", "task", "rule", "next run", "last run", "last task", "skipped"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            item.name,
+            item.task,
+            item.rule,
+            item.next_run_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            item.last_run_at.strftime("%Y-%m-%d %H:%M:%S %Z") if item.last_run_at else "-",
+            item.last_task_id or "-",
+            str(item.skipped),
         )
     return table

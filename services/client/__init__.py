@@ -12,6 +12,7 @@ from services.client.errors import (
     ClientError,
     ServiceUnavailable,
     TaskCancelledError,
+    TaskExpired,
     TaskFailed,
     TaskNotFound,
     Unauthorized,
@@ -19,6 +20,8 @@ from services.client.errors import (
 )
 from services.client.sync import Client
 from services.core.models import TaskRecord
+from services.core.priorities import Priority
+from services.core.schedules import ScheduleStatus
 from services.core.states import TaskState
 
 __all__ = [
@@ -27,8 +30,11 @@ __all__ = [
     "BadRequest",
     "Client",
     "ClientError",
+    "Priority",
+    "ScheduleStatus",
     "ServiceUnavailable",
     "TaskCancelledError",
+    "TaskExpired",
     "TaskFailed",
     "TaskNotFound",
     "TaskRecord",

@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,8 @@ from httpx_sse import SSEError, aconnect_sse
 from services.client import _protocol as protocol
 from services.client.errors import ServiceUnavailable, WaitTimeout
 from services.core.models import TaskRecord
+from services.core.priorities import Priority
+from services.core.schedules import ScheduleStatus
 
 POLL_SECONDS = 0.5
 
@@ -60,15 +63,33 @@ class AsyncClient:
         payload: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: datetime | float | None = None,
+        priority: Priority | str | None = None,
     ) -> TaskRecord:
-        """Submit a task; returns its PENDING record. Retried on 503 only with a key."""
-        request = protocol.submission(task, payload, idempotency_key)
+        """Submit a task; returns its PENDING record. Retried on 503 only with a key.
+
+        ``countdown`` (seconds) or ``eta`` (an aware time) hold it back until then;
+        ``expires`` (a time, or seconds from now) ends it EXPIRED if not started by then;
+        ``priority``: high, default or low."""
+        options = protocol.Options(
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            priority=Priority(priority) if priority is not None else None,
+        )
+        request = protocol.submission(task, payload, idempotency_key, options)
 
         def send() -> Awaitable[httpx.Response]:
             return self._http.post("/tasks", **request)
 
         response = await (self._retrying(send) if idempotency_key else send())
         return protocol.record_of(response)
+
+    async def schedules(self) -> builtins.list[ScheduleStatus]:
+        """Every periodic schedule with its next and last run."""
+        return protocol.schedules_of(await self._retrying(lambda: self._http.get("/schedules")))
 
     async def get(self, task_id: UUID | str) -> TaskRecord:
         return protocol.record_of(await self._retrying(lambda: self._http.get(f"/tasks/{task_id}")))

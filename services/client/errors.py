@@ -3,6 +3,7 @@
 ClientError
 ├── TaskFailed             the task ended FAILURE (remote error type, message, traceback)
 ├── TaskCancelledError     the task ended CANCELLED
+├── TaskExpired            the task ended EXPIRED (not started before its expiry)
 ├── WaitTimeout            the task did not finish within the wait
 └── ApiError               the API said no (status code and detail)
     ├── BadRequest         4xx for the request itself (422, 413, 415, 409 ...)
@@ -34,6 +35,12 @@ class TaskCancelledError(ClientError):
     def __init__(self, record: TaskRecord) -> None:
         self.record = record
         super().__init__(f"task {record.id} was cancelled")
+
+
+class TaskExpired(ClientError):
+    def __init__(self, record: TaskRecord) -> None:
+        self.record = record
+        super().__init__(f"task {record.id} expired at {record.expires_at} before it started")
 
 
 class WaitTimeout(ClientError):

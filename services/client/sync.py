@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,8 @@ from httpx_sse import SSEError, connect_sse
 from services.client import _protocol as protocol
 from services.client.errors import ServiceUnavailable, WaitTimeout
 from services.core.models import TaskRecord
+from services.core.priorities import Priority
+from services.core.schedules import ScheduleStatus
 
 POLL_SECONDS = 0.5
 
@@ -58,14 +61,32 @@ class Client:
         payload: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: datetime | float | None = None,
+        priority: Priority | str | None = None,
     ) -> TaskRecord:
-        """Submit a task; returns its PENDING record. Retried on 503 only with a key."""
-        request = protocol.submission(task, payload, idempotency_key)
+        """Submit a task; returns its PENDING record. Retried on 503 only with a key.
+
+        ``countdown`` (seconds) or ``eta`` (an aware time) hold it back until then;
+        ``expires`` (a time, or seconds from now) ends it EXPIRED if not started by then;
+        ``priority``: high, default or low."""
+        options = protocol.Options(
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            priority=Priority(priority) if priority is not None else None,
+        )
+        request = protocol.submission(task, payload, idempotency_key, options)
 
         def send() -> httpx.Response:
             return self._http.post("/tasks", **request)
 
         return protocol.record_of(self._retrying(send) if idempotency_key else send())
+
+    def schedules(self) -> builtins.list[ScheduleStatus]:
+        """Every periodic schedule with its next and last run."""
+        return protocol.schedules_of(self._retrying(lambda: self._http.get("/schedules")))
 
     def get(self, task_id: UUID | str) -> TaskRecord:
         return protocol.record_of(self._retrying(lambda: self._http.get(f"/tasks/{task_id}")))

@@ -98,3 +98,24 @@ class Schedule(BaseModel):
         if self.expires_seconds is None:
             return None
         return tick + timedelta(seconds=self.expires_seconds)
+
+
+class ScheduleStatus(BaseModel):
+    """A periodic schedule and where it stands, as ``GET /schedules`` lists it."""
+
+    name: str
+    task: str
+    rule: str
+    """'cron <expr> (<zone>)' or 'every <n> s'."""
+    cron: str | None
+    every_seconds: float | None
+    timezone: str
+    payload: dict[str, JsonValue]
+    priority: Priority
+    expires_seconds: float | None
+    next_run_at: datetime
+    """The next tick not yet fired (computed from now until a scheduler has run)."""
+    last_run_at: datetime | None
+    last_task_id: str | None
+    skipped: int
+    """Ticks skipped because they were missed by more than the misfire grace."""

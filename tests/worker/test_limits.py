@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from datetime import datetime
@@ -71,7 +72,8 @@ async def test_a_rate_limit_of_10_per_second_holds_across_three_workers(
     assert abs(rate - 10) <= 1, f"{rate:.2f} starts per second"
     assert busiest <= 11, f"{busiest} starts within one second"
     held = [r for r in await store.history(uuid.UUID(ids[-1])) if r.held_by]
-    assert held and held[0].held_by == "rate_limit"
+    assert held
+    assert held[0].held_by == "rate_limit"
 
 
 async def test_a_concurrency_key_runs_one_task_per_customer_at_a_time_and_wakes_the_next(
@@ -91,7 +93,7 @@ async def test_a_concurrency_key_runs_one_task_per_customer_at_a_time_and_wakes_
         for task in same + other:
             await wait_status(client, task["id"], "COMPLETE", within=60)
     runs = sorted((start, end) for _, start, end in await starts(store, [t["id"] for t in same]))
-    for (_, end), (start, _) in zip(runs, runs[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(runs):
         assert start >= end, "two syncs of the same customer ran at once"
     others = await starts(store, [t["id"] for t in other])
     assert any(start < runs[0][1] for _, start, _ in others), "other customers waited for acme"

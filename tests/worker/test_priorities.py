@@ -56,7 +56,8 @@ async def test_a_free_slot_is_taken_at_once_whatever_the_priority() -> None:
     await asyncio.wait_for(slots.acquire(Priority.LOW), timeout=1)
     waiter = asyncio.create_task(slots.acquire(Priority.HIGH))
     await asyncio.sleep(0)
-    assert not waiter.done() and slots.waiting(Priority.HIGH) == 1
+    assert not waiter.done()
+    assert slots.waiting(Priority.HIGH) == 1
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
     assert slots.waiting(Priority.HIGH) == 0

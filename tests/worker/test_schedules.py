@@ -3,6 +3,7 @@ with two schedulers, one of them SIGKILLed while it leads."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -158,7 +159,7 @@ async def test_with_two_schedulers_and_the_leader_sigkilled_every_tick_fires_exa
         f"ticks fired twice: {[t for t, n in per_tick.items() if n > 1]}"
     )
     ordered = sorted(ticks)
-    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
     assert set(gaps) == {timedelta(seconds=1)}, (
         f"ticks missing between {ordered[0]} and {ordered[-1]}"
     )
