@@ -93,3 +93,48 @@ def test_lag_shows_the_backlog_and_the_replicas_keda_would_ask_for(
     assert noop["lag"] == 3
     assert noop["replicas"] == 3  # ceil(3 / lagThreshold 1), under the 4-partition cap
     assert decision["replicas"] == 3
+
+
+def test_delayed_prioritised_and_expiring_submissions_and_the_schedules(
+    start_apps: StartApps, namespace: str
+) -> None:
+    schedule = {"name": "hourly", "task": "noop", "every_seconds": 3600}
+    apps = start_apps(namespace, workers=0, env={"KT_SCHEDULES": json.dumps([schedule])})
+    assert apps.api is not None
+    env = {"KAFKA_TASKS_URL": apps.api.url}
+    code, out = run(
+        env,
+        "submit",
+        "noop",
+        "--countdown",
+        "600",
+        "--priority",
+        "high",
+        "--expires",
+        "900",
+        "--json",
+    )
+    assert code == 0, out
+    record = json.loads(out)
+    assert (record["status"], record["held_by"], record["priority"]) == ("PENDING", "eta", "high")
+    assert record["expires_at"] > record["due_at"]
+
+    code, out = run(env, "status", record["id"])
+    assert code == 0
+    assert "due" in out
+    assert "(eta)" in out
+
+    code, out = run(env, "submit", "fail", "--priority", "high")
+    assert code == 8
+    assert "prioritized=True" in out
+
+    code, out = run(env, "schedules", "--json")
+    assert code == 0, out
+    [listed] = json.loads(out)
+    assert (listed["name"], listed["rule"], listed["last_run_at"]) == (
+        "hourly",
+        "every 3600 s",
+        None,
+    )
+    code, out = run(env, "schedules")
+    assert "hourly" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,8 +13,10 @@ from devstack.processes import free_port
 from services.client import (
     AsyncClient,
     Client,
+    Priority,
     ServiceUnavailable,
     TaskCancelledError,
+    TaskExpired,
     TaskFailed,
     TaskNotFound,
     TaskState,
@@ -133,3 +136,23 @@ async def test_wait_polls_when_the_api_serves_all_the_streams_it_may(
         await follower.aclose()
     assert done.status is TaskState.COMPLETE
     assert polled.result == "x"
+
+
+async def test_options_priorities_expiry_and_schedules_through_the_client(
+    start_apps: StartApps, namespace: str
+) -> None:
+    schedule = {"name": "every-minute", "task": "noop", "cron": "* * * * *"}
+    apps = start_apps(namespace, workers=0, env={"KT_SCHEDULES": json.dumps([schedule])})
+    async with AsyncClient(url(apps)) as tasks:
+        eta = datetime.now(UTC) + timedelta(minutes=5)
+        later = await tasks.submit("sleep", {"seconds": 1}, eta=eta, priority=Priority.LOW)
+        assert (later.status, later.due_at, later.priority) == (TaskState.PENDING, eta, "low")
+        doomed = await tasks.submit("noop", expires=1)
+        assert doomed.expires_at is not None
+        [listed] = await tasks.schedules()
+        assert (listed.name, listed.rule) == ("every-minute", "cron * * * * * (UTC)")
+        assert listed.next_run_at.second == 0
+        await asyncio.sleep((doomed.expires_at - datetime.now(UTC)).total_seconds() + 0.2)
+        apps.add_worker()
+        with pytest.raises(TaskExpired, match="expired"):
+            await tasks.wait(doomed.id, timeout=60)
