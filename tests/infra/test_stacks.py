@@ -55,9 +55,15 @@ def test_every_component_is_declared_once_and_parents_its_children(stack: Render
             assert resource.parent in component_urns, f"{resource.name} is not in a component"
 
 
-def test_one_topic_per_task_plus_retry_and_dead_letter(stack: RenderedStack) -> None:
+def test_one_topic_per_task_and_priority_plus_retry_and_dead_letter(stack: RenderedStack) -> None:
     ns = namespace_of(stack)
-    expected = [topics.task_topic(ns, name) for name in catalog.names()]
+    expected = [
+        topic
+        for spec_ in catalog.specs()
+        for topic in topics.task_topics(ns, spec_.name, prioritized=spec_.prioritized)
+    ]
+    assert topics.task_topic(ns, "noop", "high") in expected  # a prioritised demo task
+    assert topics.task_topic(ns, "fail", "high") not in expected
     expected += [topics.retry_topic(ns), topics.dead_letter_topic(ns)]
     declared = [spec(t)["topicName"] for t in stack.kind("KafkaTopic")]
     assert sorted(declared) == sorted(expected)

@@ -57,7 +57,7 @@ async def test_delayed_tasks_due_during_a_worker_restart_still_start_on_time(
     leaving = apps.workers[0]
     async with apps.client() as client:
         delayed = []
-        for i in range(20):
+        for i in range(50):
             response = await client.post(
                 "/tasks", json={"task": "noop", "payload": {}, "countdown": 4 + 0.1 * i}
             )
@@ -77,9 +77,11 @@ async def test_delayed_tasks_due_during_a_worker_restart_still_start_on_time(
         ).total_seconds()
         for task in delayed
     ]
+    cuts = statistics.quantiles(late, n=10)
     print(
-        f"start - due over {len(late)} tasks: min {min(late):.3f} s, median "
-        f"{statistics.median(late):.3f} s, max {max(late):.3f} s"
+        f"start - due over {len(late)} tasks (a worker restarted at the first due time): "
+        f"min {min(late):.3f} s, median {statistics.median(late):.3f} s, p90 {cuts[8]:.3f} s, "
+        f"max {max(late):.3f} s"
     )
     assert min(late) >= 0, "a delayed task started before it was due"
     assert max(late) < 3, f"a delayed task started {max(late):.3f} s late"
