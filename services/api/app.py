@@ -18,6 +18,7 @@ from services.api.deps import Services
 from services.api.limits import BodySizeLimit, reject_unknown_query
 from services.api.routes import catalog as catalog_routes
 from services.api.routes import dashboard, health, schedules, tasks
+from services.api.routes import workflows as workflows_routes
 from services.api.schemas import Problem
 from services.api.security import ApiKeys, require_api_key
 from services.api.streams import StreamSlots
@@ -41,6 +42,7 @@ from services.core.redis_client import connect
 from services.core.settings import Settings
 from services.core.store import FOLLOW_BLOCK_SECONDS, TaskStore
 from services.core.submission import Submitter
+from services.core.workflow_engine import WorkflowEngine
 
 log = get_logger(__name__)
 
@@ -71,7 +73,10 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
         streams = StreamSlots(settings.api_max_event_streams)
         policy.schedules(catalog, settings)  # a wrong schedule stops the start, with why
         submitter = Submitter(store, publisher, catalog, settings)
-        app.state.services = Services(settings, store, publisher, catalog, streams, submitter)
+        workflows = WorkflowEngine(store, submitter)
+        app.state.services = Services(
+            settings, store, publisher, catalog, streams, submitter, workflows
+        )
         try:
             yield
         finally:
@@ -93,7 +98,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     unauthorized: dict[int | str, dict[str, Any]] = {
         401: {"model": Problem, "description": "Missing or wrong API key."}
     }
-    for router in (tasks.router, catalog_routes.router, schedules.router):
+    for router in (tasks.router, workflows_routes.router, catalog_routes.router, schedules.router):
         app.include_router(router, dependencies=protected, responses=unauthorized)
     app.include_router(health.router)
     app.include_router(dashboard.page)

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 from services.core.models import TaskRecord
 from services.core.priorities import Priority
 from services.core.schedules import ScheduleStatus
+from services.core.workflows import WorkflowEvent, WorkflowRecord, WorkflowSpec
 
 
 class TaskCreate(BaseModel):
@@ -38,6 +39,18 @@ class TaskCreate(BaseModel):
 
 class TaskPublic(TaskRecord):
     """A task's record as clients see it."""
+
+
+class WorkflowCreate(WorkflowSpec):
+    """A chain, group or chord to run (see README, Workflows)."""
+
+
+class WorkflowPublic(WorkflowRecord):
+    """A workflow as clients see it: status, n of m done, members, results."""
+
+
+class WorkflowEventPublic(WorkflowEvent):
+    """One change of a workflow on its event stream."""
 
 
 class CatalogEntry(BaseModel):

@@ -6,6 +6,8 @@ KafkaTasksError
 ├── PayloadTooLargeError        a payload over ``max_payload_bytes``
 ├── InvalidOptionError          a submission option that cannot hold (eta, expires, priority)
 ├── TaskNotFoundError           no record for that id (never existed, or expired)
+├── WorkflowNotFoundError       no workflow with that id (never existed, or expired)
+├── WorkflowFinishedError       a cancel of a workflow that ended already
 ├── InvalidTransitionError      a write that the state table refuses (e.g. a terminal task)
 │   ├── AlreadyRunningError     an attempt runs already from another copy of the message
 │   └── StaleAttemptError       a write of an attempt that is no longer the task's current one
@@ -60,6 +62,19 @@ class TaskNotFoundError(KafkaTasksError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task with id {task_id}")
         self.task_id = task_id
+
+
+class WorkflowNotFoundError(KafkaTasksError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow {workflow_id} (never submitted, or expired)")
+        self.workflow_id = workflow_id
+
+
+class WorkflowFinishedError(KafkaTasksError):
+    def __init__(self, workflow_id: str, *, status: str) -> None:
+        super().__init__(f"workflow {workflow_id} is already {status}")
+        self.workflow_id = workflow_id
+        self.status = status
 
 
 class InvalidTransitionError(KafkaTasksError):

@@ -92,3 +92,23 @@ class RedisKeys:
         """Hash of one schedule: ``next`` tick (ms), ``last`` tick fired (ms), ``last_task``,
         ``skipped`` ticks. No TTL."""
         return f"{self.prefix}schedule:{name}"
+
+    def workflow(self, workflow_id: UUID | str) -> str:
+        """Hash of one workflow: ``kind``, ``total``, ``status``, ``done``, ``version``,
+        ``wake``, ``spec``; per step ``m:<step>`` (its task id once submitted), ``f:<step>``
+        (its terminal state), ``r:<step>`` (its result); ``failed``, ``result``. No TTL while
+        it runs; ``result_ttl_seconds`` once it ends."""
+        return f"{self.prefix}workflow:{workflow_id}"
+
+    def workflow_events(self, workflow_id: UUID | str) -> str:
+        """Stream: one entry per change of the workflow (a member submitted or finished, the
+        workflow cancelled). Same TTL as the workflow."""
+        return f"{self.prefix}workflow:{workflow_id}:events"
+
+    @property
+    def workflows_due(self) -> str:
+        """Sorted set, the workflows' outbox: ids of workflows with a step to submit, scored
+        by when it became due (ms). Written in the same script as the member's terminal write
+        that made it due; left by the engine once the step is submitted, so a worker dying in
+        between leaves it for the reaper. No TTL."""
+        return f"{self.prefix}workflows:due"

@@ -12,6 +12,11 @@ TASKS_RETRIED = Counter("kt_tasks_retried", "Failed attempts scheduled for a ret
 TASKS_CANCELLED = Counter(
     "kt_tasks_cancelled", "Tasks cancelled while queued or running.", ["task"]
 )
+WORKFLOW_STEPS_REDRIVEN = Counter(
+    "kt_workflow_steps_redriven",
+    "Workflow steps the reaper submitted: their workflow was left in the outbox (the worker "
+    "that made them due died, or lost Kafka, before submitting them).",
+)
 TASKS_REQUEUED = Counter(
     "kt_tasks_requeued",
     "Abandoned tasks the reaper put back on their topic, by why (see store.Reclaimed).",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from services.core.priorities import Priority
 from services.core.states import TaskState
+from services.core.workflows import WorkflowLink
 
 
 def utcnow() -> datetime:
@@ -73,6 +74,8 @@ class TaskRecord(BaseModel):
     """Not started by then, it ends EXPIRED."""
     schedule: ScheduleTick | None = None
     """The periodic schedule and tick that submitted it."""
+    workflow: WorkflowLink | None = None
+    """The workflow it is a member of, and its step there."""
     delivery: str | None = Field(default=None, exclude=True)
     """topic/partition/offset of the message whose attempt runs (internal: duplicate guard)."""
     version: int = 0
@@ -94,6 +97,8 @@ class TaskMessage(BaseModel):
     rate_slot: datetime | None = None
     """The rate-limit slot this copy reserved before it was held back: it runs without
     taking another token. Never carried over to a retry."""
+    workflow: WorkflowLink | None = None
+    """Its workflow and step: a record rebuilt from the message keeps its membership."""
 
 
 class ScheduledRetry(BaseModel):

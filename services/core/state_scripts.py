@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from services.core.states import TERMINAL_STATES, TRANSITIONS, TaskState
+from services.core.workflow_scripts import MEMBER_DONE
 
 COMMON_ARGS: Final = 7
 
@@ -127,8 +128,10 @@ return {'ok', flat}
 
 UPDATE: Final = (
     _COMMON
+    + MEMBER_DONE
     + """
--- KEYS: record, events, deadlines.
+-- KEYS: record, events, deadlines; then, for a terminal write of a workflow member, its
+-- workflow, the workflow's events and the workflows' outbox ('' otherwise).
 -- ARGV: common, new status, delivery starting an attempt ('' if none), the attempt this write
 -- belongs to ('' for none: a client's cancel), new deadline (ms; '' to clear it), fields.
 -- Returns {'ok', record} | {'missing', ''} | {'refused', current status}
@@ -163,7 +166,11 @@ if deadline == '' then
 else
   redis.call('ZADD', KEYS[3], deadline, id)
 end
-return {'ok', write(KEYS[1], KEYS[2], current, status, 12)}
+local flat = write(KEYS[1], KEYS[2], current, status, 12)
+if terminal[status] and KEYS[4] and KEYS[4] ~= '' then
+  workflow_member_done(KEYS[1], KEYS[4], KEYS[5], KEYS[6], status)
+end
+return {'ok', flat}
 """
 )
 

@@ -51,6 +51,8 @@ from services.core.redis_client import redis_error
 from services.core.schedule_book import ScheduleBook
 from services.core.settings import Settings
 from services.core.states import TERMINAL_STATES, TaskState
+from services.core.workflow_book import WorkflowBook
+from services.core.workflows import WorkflowLink
 
 FOLLOW_BLOCK_SECONDS: Final = 15
 """How long ``follow`` waits on Redis for the next write before yielding None; the client
@@ -200,6 +202,17 @@ class TaskStore:
         """The periodic scheduler's lease and tick bookkeeping on the same Redis."""
         return ScheduleBook(self._redis, self._keys, self._guard)
 
+    def workflow_book(self) -> WorkflowBook:
+        """Workflows' records, events and outbox on the same Redis."""
+        return WorkflowBook(
+            self._redis,
+            self._streams,
+            self._keys,
+            self._guard,
+            ttl_seconds=self._ttl,
+            block_ms=FOLLOW_BLOCK_SECONDS * 1000,
+        )
+
     async def ping(self) -> bool:
         try:
             return bool(await self._guard(self._redis.ping()))
@@ -217,8 +230,12 @@ class TaskStore:
         due_at: datetime | None = None,
         expires_at: datetime | None = None,
         schedule: ScheduleTick | None = None,
+        workflow: WorkflowLink | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Store a new PENDING record; returns (record, created).
+
+        A workflow member's id is derived from its workflow and step: if it exists already
+        (the step was submitted before), that record is returned with False.
 
         With ``due_at`` the task is held back (``held_by`` eta): no publication is expected,
         the workers' timer loop queues it when due, and its deadline is one publication
@@ -241,6 +258,7 @@ class TaskStore:
             "priority": priority.value,
             "expires_at": expires_at,
             "schedule": schedule.model_dump(mode="json") if schedule else None,
+            "workflow": workflow.model_dump(mode="json") if workflow else None,
         }
         deadline = time.time() + self._publish_deadline
         if due_at is not None:
@@ -298,6 +316,8 @@ class TaskStore:
         if outcome in ("expired", "withdrawn"):
             # Run after the API gave up on it (and answered 503): nobody waits for this.
             raise BackendUnavailableError("redis", f"the create came too late ({outcome})")
+        if workflow is not None:
+            return await self.get(task_id), False
         raise InvalidTransitionError(str(task_id), current="PENDING", requested="PENDING")
 
     async def confirm_published(self, task_id: UUID, *, position: str) -> None:
@@ -334,6 +354,7 @@ class TaskStore:
             "attempts": 0,
             "priority": message.priority.value,
             "expires_at": message.expires_at,
+            "workflow": message.workflow.model_dump(mode="json") if message.workflow else None,
         }
         args: list[Any] = [
             *self._common_args(),
@@ -390,7 +411,12 @@ class TaskStore:
             self._deadline_after(status, retry_at),
             *_encode_fields(fields),
         ]
-        keys = [self._keys.record(task_id), self._keys.events(task_id), self._keys.deadlines]
+        keys = [
+            self._keys.record(task_id),
+            self._keys.events(task_id),
+            self._keys.deadlines,
+            *(await self._workflow_keys(task_id) if status.is_terminal else []),
+        ]
         outcome, detail = await self._guard(self._update(keys=keys, args=args))
         outcome = _decode(outcome)
         if outcome == "ok":
@@ -404,6 +430,21 @@ class TaskStore:
                 str(task_id), attempt=attempt or 0, current=_decode(detail), requested=status
             )
         raise InvalidTransitionError(str(task_id), current=_decode(detail), requested=status.value)
+
+    async def _workflow_keys(self, task_id: UUID) -> list[str]:
+        """The keys a terminal write of a workflow member updates with it: its workflow, the
+        workflow's events, the outbox. A member's link is written when it is created and
+        never changes, so reading it before the write is safe."""
+        link = await self._guard(self._redis.hget(self._keys.record(task_id), "workflow"))
+        decoded = json.loads(link) if link else None
+        if not decoded:
+            return []
+        workflow_id = decoded["id"]
+        return [
+            self._keys.workflow(workflow_id),
+            self._keys.workflow_events(workflow_id),
+            self._keys.workflows_due,
+        ]
 
     async def confirm_lettered(self, task_id: UUID) -> None:
         """The dead letter of a FAILURE task is written: the reaper leaves it alone."""

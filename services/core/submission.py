@@ -11,6 +11,10 @@ validate -> store PENDING -> publish (acks=all) -> confirm. What each failure le
 - The confirmation is lost after Kafka's acknowledgement: the task is accepted all the same;
   the reaper publishes it again if no worker started it by the publication deadline (a copy
   that the duplicate rule skips).
+
+A workflow's step (``workflow``) is never taken back: its id is derived from the workflow and
+the step, so submitting it again finds it; once its record is stored it is accepted, and a
+publication Kafka refused is left to the reaper (its publication deadline, like an outbox).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from services.core.priorities import Priority
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
+from services.core.workflows import WorkflowLink, member_id
 
 log = get_logger(__name__)
 
@@ -105,6 +110,10 @@ class Submitter:
         self._catalog = catalog
         self._settings = settings
 
+    def spec(self, task: str) -> TaskSpec:
+        """The task's spec (UnknownTaskError if the catalog has none)."""
+        return self._catalog.get(task)
+
     def validate(self, task: str, payload: dict[str, JsonValue]) -> TaskSpec:
         """The task's spec, if ``payload`` fits it (UnknownTaskError, PayloadTooLargeError,
         InvalidPayloadError otherwise)."""
@@ -133,6 +142,7 @@ class Submitter:
         priority: Priority = Priority.DEFAULT,
         timing: Timing | None = None,
         schedule: ScheduleTick | None = None,
+        workflow: WorkflowLink | None = None,
     ) -> Submission:
         """Accept a task: returns once it is stored and the broker acknowledged its message.
 
@@ -147,7 +157,7 @@ class Submitter:
                 "declare it with @catalog.task(prioritized=True) for high and low",
             )
         timing = timing or Timing()
-        task_id = uuid4()
+        task_id = uuid4() if workflow is None else member_id(workflow.id, workflow.step)
         try:
             record, created = await self._store.create(
                 task_id,
@@ -158,9 +168,10 @@ class Submitter:
                 due_at=timing.due_at,
                 expires_at=timing.expires_at,
                 schedule=schedule,
+                workflow=workflow,
             )
         except BackendUnavailableError as error:
-            if error.maybe_applied:
+            if error.maybe_applied and workflow is None:
                 await self._take_back(task_id, idempotency_key, error)
             raise
         if not created:
@@ -179,12 +190,20 @@ class Submitter:
             payload=payload,
             priority=priority,
             expires_at=timing.expires_at,
+            workflow=workflow,
         )
         try:
             position = await self._publisher.publish(
                 self._settings.task_topic(spec.name, priority), message, key=str(task_id)
             )
         except BackendUnavailableError as error:
+            if workflow is not None:
+                log.warning(
+                    "workflow step stored, its publication refused; the reaper publishes it",
+                    task_id=str(task_id),
+                    reason=error.reason,
+                )
+                return Submission(record, created=True)
             if await self._take_back(task_id, idempotency_key, error):
                 raise
             position = None  # a worker started it: the message was published after all

@@ -116,3 +116,33 @@ async def sync_customer(payload: SyncCustomerPayload, ctx: TaskContext) -> dict[
     await ctx.progress(0, f"syncing {payload.customer}")
     await asyncio.sleep(payload.seconds)
     return {"synced": payload.customer}
+
+
+class AddPayload(BaseModel):
+    x: float = Field(default=0, description="Added to the previous result.")
+    previous: float | None = Field(
+        default=None, description="In a chain: the previous link's result (none: 0)."
+    )
+    seconds: float = Field(default=0, ge=0, le=60, description="How long it takes first.")
+
+
+@catalog.task()
+async def add(payload: AddPayload, ctx: TaskContext) -> float:
+    """Add ``x`` to the previous result: a chain's link (Celery's ``add.s(2) | add.s(3)``)."""
+    if payload.seconds:
+        await asyncio.sleep(payload.seconds)
+    return (payload.previous or 0) + payload.x
+
+
+class TallyPayload(BaseModel):
+    results: list[float | None] = Field(
+        default_factory=list, max_length=1000, description="A chord's member results."
+    )
+
+
+@catalog.task()
+async def tally(payload: TallyPayload, ctx: TaskContext) -> dict[str, float | int]:
+    """Sum a chord's results (a failed member's null counts as missing): a chord callback."""
+    present = [value for value in payload.results if value is not None]
+    missing = len(payload.results) - len(present)
+    return {"sum": sum(present), "count": len(present), "missing": missing}

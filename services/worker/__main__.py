@@ -14,6 +14,7 @@ from services.core.redis_client import connect
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.core.submission import Submitter
+from services.core.workflow_engine import WorkflowEngine
 from services.tasks import catalog
 from services.worker.app import create_worker_app
 from services.worker.dispatcher import Dispatcher
@@ -40,7 +41,9 @@ def main() -> None:
     store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)
     leases = LeaseKeeper(store)
-    runner = TaskRunner(store, catalog, publisher, leases, settings=settings)
+    submitter = Submitter(store, publisher, catalog, settings)
+    workflows = WorkflowEngine(store, submitter)
+    runner = TaskRunner(store, catalog, publisher, leases, settings=settings, workflows=workflows)
     priorities = {
         settings.task_topic(spec.name, priority): priority
         for spec in catalog.specs()
@@ -58,11 +61,11 @@ def main() -> None:
     retries = Dispatcher(
         retry_scheduler.run, concurrency=MAX_WAITING_RETRIES, track_in_flight=False
     )
-    reaper = Reaper(store, publisher, catalog, settings, leases)
+    reaper = Reaper(store, publisher, catalog, settings, leases, workflows)
     timers = TimerLoop(store, publisher, settings)
     scheduler = PeriodicScheduler(
         store.schedule_book(),
-        Submitter(store, publisher, catalog, settings),
+        submitter,
         policy.schedules(catalog, settings),
         settings,
     )

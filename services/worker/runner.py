@@ -19,6 +19,7 @@ from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
     AlreadyRunningError,
     AttemptSuperseded,
+    BackendUnavailableError,
     InvalidTransitionError,
     TaskCancelled,
     TaskNotFoundError,
@@ -40,6 +41,7 @@ from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
+from services.core.workflow_engine import WorkflowEngine
 from services.worker.backoff import until_available
 from services.worker.context import WorkerTaskContext
 from services.worker.leases import LeaseKeeper
@@ -63,8 +65,10 @@ class TaskRunner:
         leases: LeaseKeeper,
         *,
         settings: Settings,
+        workflows: WorkflowEngine,
     ) -> None:
         self._store = store
+        self._workflows = workflows
         self._catalog = catalog
         self._publisher = publisher
         self._leases = leases
@@ -136,10 +140,13 @@ class TaskRunner:
     async def _expire(self, message: TaskMessage) -> None:
         """Its expiry passed before any attempt started: EXPIRED, and it never runs."""
         try:
-            await until_available(lambda: self._store.transition(message.id, TaskState.EXPIRED))
+            record = await until_available(
+                lambda: self._store.transition(message.id, TaskState.EXPIRED)
+            )
         except (InvalidTransitionError, TaskNotFoundError) as refused:
             log.info("expired message skipped: the task is not waiting", reason=str(refused))
             return
+        await self._advance_workflow(record)
         metrics.TASKS_EXPIRED.labels(message.task).inc()
         log.info("task expired before it started", expires_at=str(message.expires_at))
 
@@ -370,7 +377,7 @@ class TaskRunner:
         attempt took it over (this one's outcome is discarded)."""
         progress = Progress(percent=100, message="done") if state is TaskState.COMPLETE else None
         try:
-            await until_available(
+            record = await until_available(
                 lambda: self._store.transition(
                     message.id,
                     state,
@@ -383,7 +390,23 @@ class TaskRunner:
         except (InvalidTransitionError, TaskNotFoundError) as refused:
             log.info("outcome not stored", reason=str(refused))
             return False
+        await self._advance_workflow(record)
         return True
+
+    async def _advance_workflow(self, record: TaskRecord) -> None:
+        """A workflow member finished: submit what its workflow has due now (the next chain
+        link, a chord's callback). Its terminal write put the workflow in the outbox, so
+        should this fail (or the worker die first) the reaper does it."""
+        if record.workflow is None:
+            return
+        try:
+            await self._workflows.advance(record.workflow.id)
+        except BackendUnavailableError as error:
+            log.warning(
+                "workflow not advanced; the reaper will",
+                workflow_id=str(record.workflow.id),
+                reason=error.reason,
+            )
 
 
 def _error_of(error: BaseException) -> TaskError:
