@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from services.core.models import TaskRecord
 from services.core.priorities import Priority
 from services.core.schedules import ScheduleStatus
-from services.core.workflows import WorkflowEvent, WorkflowRecord, WorkflowSpec
+from services.core.workflows import (
+    MAX_MEMBERS,
+    Signature,
+    WorkflowEvent,
+    WorkflowKind,
+    WorkflowRecord,
+    WorkflowSpec,
+)
 
 
 class TaskCreate(BaseModel):
@@ -41,8 +48,50 @@ class TaskPublic(TaskRecord):
     """A task's record as clients see it."""
 
 
-class WorkflowCreate(WorkflowSpec):
-    """A chain, group or chord to run (see README, Workflows)."""
+class ChainCreate(BaseModel):
+    """Links run one after the other, each getting the previous result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal[WorkflowKind.CHAIN]
+    tasks: list[Signature] = Field(min_length=1, max_length=MAX_MEMBERS)
+
+
+class GroupCreate(BaseModel):
+    """Members run in parallel; the results come in member order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal[WorkflowKind.GROUP]
+    tasks: list[Signature] = Field(min_length=1, max_length=MAX_MEMBERS)
+
+
+class ChordCreate(BaseModel):
+    """A group, then a callback that gets every result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal[WorkflowKind.CHORD]
+    tasks: list[Signature] = Field(min_length=1, max_length=MAX_MEMBERS)
+    callback: Signature
+    results_as: str = Field(
+        default="results",
+        max_length=200,
+        description="The callback's payload field that receives the list of results.",
+    )
+    call_on_failure: bool = Field(
+        default=False,
+        description="Call the callback even when members did not complete (their results "
+        "null). Celery's default, false, skips it and the chord ends FAILURE.",
+    )
+
+
+WorkflowCreate = Annotated[ChainCreate | GroupCreate | ChordCreate, Field(discriminator="kind")]
+"""A chain, group or chord to run (see README, Workflows)."""
+
+
+def workflow_spec(body: ChainCreate | GroupCreate | ChordCreate) -> WorkflowSpec:
+    return WorkflowSpec.model_validate(body.model_dump())
 
 
 class WorkflowPublic(WorkflowRecord):

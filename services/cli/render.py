@@ -12,6 +12,7 @@ from rich.text import Text
 
 from services.core.models import TaskRecord
 from services.core.schedules import ScheduleStatus
+from services.core.workflows import WorkflowRecord
 
 STATE_STYLE = {
     "PENDING": "yellow",
@@ -21,6 +22,7 @@ STATE_STYLE = {
     "FAILURE": "red",
     "CANCELLED": "dim",
     "EXPIRED": "dim",
+    "RUNNING": "cyan",
 }
 
 
@@ -92,3 +94,38 @@ def schedules_table(items: list[ScheduleStatus]) -> Table:
             str(item.skipped),
         )
     return table
+
+
+def workflow_panel(record: WorkflowRecord) -> RenderableType:
+    """The workflow's state, n of m done, and one row per member (and callback)."""
+    members = Table(box=None, padding=(0, 2))
+    for column in ("step", "task", "state", "task id", "result"):
+        members.add_column(column)
+    for member in [*record.members, *([record.callback] if record.callback else [])]:
+        result = record.results[member.step] if member.step < record.total else record.result
+        members.add_row(
+            "callback" if member.is_callback else str(member.step),
+            member.task,
+            state(member.status) if member.status else Text("not submitted", style="dim"),
+            str(member.task_id or ""),
+            json.dumps(result) if result is not None else "",
+        )
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("id", str(record.id))
+    summary.add_row("kind", record.kind)
+    summary.add_row("state", state(record.status))
+    summary.add_row(
+        "done",
+        Group(
+            ProgressBar(total=record.total, completed=record.done, width=30),
+            f"{record.done} of {record.total}",
+        ),
+    )
+    if record.failed is not None:
+        failed = record.failed
+        summary.add_row("failed", f"step {failed.step} ({failed.status}) {failed.error or ''}")
+    if record.result is not None:
+        summary.add_row("result", json.dumps(record.result))
+    return Panel(Group(summary, members), title=f"workflow {str(record.id)[:8]}", expand=False)

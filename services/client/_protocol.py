@@ -19,11 +19,13 @@ from services.client.errors import (
     TaskFailed,
     TaskNotFound,
     Unauthorized,
+    WorkflowFailed,
 )
 from services.core.models import TaskRecord
 from services.core.priorities import Priority
 from services.core.schedules import ScheduleStatus
 from services.core.states import TaskState
+from services.core.workflows import WorkflowRecord, WorkflowState
 
 URL_ENV = "KAFKA_TASKS_URL"
 API_KEY_ENV = "KAFKA_TASKS_API_KEY"
@@ -110,6 +112,18 @@ def outcome(record: TaskRecord) -> TaskRecord:
         raise TaskCancelledError(record)
     if record.status is TaskState.EXPIRED:
         raise TaskExpired(record)
+    return record
+
+
+def workflow_of(response: httpx.Response) -> WorkflowRecord:
+    raise_for(response)
+    return WorkflowRecord.model_validate(response.json())
+
+
+def workflow_outcome(record: WorkflowRecord) -> WorkflowRecord:
+    """The record of a COMPLETE workflow; raises WorkflowFailed for FAILURE and CANCELLED."""
+    if record.status in (WorkflowState.FAILURE, WorkflowState.CANCELLED):
+        raise WorkflowFailed(record)
     return record
 
 

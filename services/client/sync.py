@@ -18,6 +18,7 @@ from services.client.errors import ServiceUnavailable, WaitTimeout
 from services.core.models import TaskRecord
 from services.core.priorities import Priority
 from services.core.schedules import ScheduleStatus
+from services.core.workflows import WorkflowRecord, WorkflowSpec
 
 POLL_SECONDS = 0.5
 
@@ -83,6 +84,39 @@ class Client:
             return self._http.post("/tasks", **request)
 
         return protocol.record_of(self._retrying(send) if idempotency_key else send())
+
+    def submit_workflow(self, spec: WorkflowSpec) -> WorkflowRecord:
+        """Submit a chain, group or chord (see ``services.client.canvas``); returns it
+        RUNNING, its first steps submitted."""
+        response = self._http.post("/workflows", json=spec.request_body())
+        return protocol.workflow_of(response)
+
+    def get_workflow(self, workflow_id: UUID | str) -> WorkflowRecord:
+        """Its status, progress (``done`` of ``total``), members and results."""
+        return protocol.workflow_of(
+            self._retrying(lambda: self._http.get(f"/workflows/{workflow_id}"))
+        )
+
+    def cancel_workflow(self, workflow_id: UUID | str) -> WorkflowRecord:
+        """Cancel it: nothing more is submitted, its pending and running members are
+        cancelled."""
+        return protocol.workflow_of(
+            self._retrying(lambda: self._http.post(f"/workflows/{workflow_id}/cancel"))
+        )
+
+    def wait_workflow(
+        self, workflow_id: UUID | str, *, timeout: float | None = None
+    ) -> WorkflowRecord:
+        """Wait until the workflow ends: its record if COMPLETE; WorkflowFailed (FAILURE or
+        CANCELLED) or WaitTimeout otherwise. Polls ``GET /workflows/<id>``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.get_workflow(workflow_id)
+            if record.status.is_terminal:
+                return protocol.workflow_outcome(record)
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(str(workflow_id), timeout or 0, None)
+            time.sleep(POLL_SECONDS)
 
     def schedules(self) -> builtins.list[ScheduleStatus]:
         """Every periodic schedule with its next and last run."""

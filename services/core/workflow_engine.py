@@ -60,7 +60,10 @@ class WorkflowEngine:
 
     def check(self, spec: WorkflowSpec) -> None:
         """Refuse, before anything is stored, a workflow whose steps cannot run: unknown
-        tasks, payloads their models refuse, a result field the receiving task lacks."""
+        tasks (first: 404 before anything else), payloads their models refuse, a result
+        field the receiving task lacks."""
+        for signature in spec.steps:
+            self._submitter.spec(signature.task)
         for step, signature in enumerate(spec.steps):
             receives = _receiving_field(spec, step)
             model = self._submitter.spec(signature.task).payload_model

@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Final, Self
+from typing import Any, Final, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
@@ -104,6 +104,14 @@ class WorkflowSpec(BaseModel):
         if self.kind is not WorkflowKind.CHORD and self.call_on_failure:
             raise ValueError("call_on_failure is for chords only")
         return self
+
+    def request_body(self) -> dict[str, Any]:
+        """As ``POST /workflows`` takes it: a chord's options only for a chord."""
+        body = self.model_dump(mode="json")
+        if self.kind is not WorkflowKind.CHORD:
+            for option in ("callback", "results_as", "call_on_failure"):
+                body.pop(option)
+        return body
 
     @property
     def steps(self) -> list[Signature]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -138,3 +139,40 @@ def test_delayed_prioritised_and_expiring_submissions_and_the_schedules(
     )
     code, out = run(env, "schedules")
     assert "hourly" in out
+
+
+def test_workflow_submit_status_and_cancel(env: dict[str, str], tmp_path: Path) -> None:
+    spec = {
+        "kind": "chain",
+        "tasks": [{"task": "add", "payload": {"x": 1}}, {"task": "add", "payload": {"x": 2}}],
+    }
+    code, out = run(env, "workflow", "submit", json.dumps(spec), "--wait", "--json")
+    assert code == 0, out
+    chained = json.loads(out)
+    assert (chained["status"], chained["result"]) == ("COMPLETE", 3)
+
+    code, out = run(env, "workflow", "status", chained["id"])
+    assert code == 0, out
+    assert "2 of 2" in out
+    assert "COMPLETE" in out
+
+    spec_file = tmp_path / "group.json"
+    sleeper = {"task": "sleep", "payload": {"seconds": 30}}
+    spec_file.write_text(json.dumps({"kind": "group", "tasks": [sleeper, sleeper]}))
+    code, out = run(env, "workflow", "submit", f"@{spec_file}", "--json")
+    assert code == 0, out
+    group_id = json.loads(out)["id"]
+    code, out = run(env, "workflow", "cancel", group_id, "--json")
+    assert code == 0, out
+    assert json.loads(out)["status"] == "CANCELLED"
+    code, out = run(env, "workflow", "status", group_id)
+    assert code == 3  # cancelled
+    code, out = run(env, "workflow", "cancel", group_id)
+    assert code == 8  # it ended already
+
+    failing = {"kind": "chain", "tasks": [{"task": "fail"}]}
+    code, out = run(env, "workflow", "submit", json.dumps(failing), "--wait")
+    assert code == 1
+    code, out = run(env, "workflow", "submit", '{"kind": "chord", "tasks": [{"task": "add"}]}')
+    assert code == 2  # refused before it is sent: a chord needs a callback
+    assert "callback" in out

@@ -22,6 +22,12 @@ from services.client import (
     TaskState,
     Unauthorized,
     WaitTimeout,
+    WorkflowFailed,
+    WorkflowState,
+    chain,
+    chord,
+    group,
+    sig,
 )
 from tests.conftest import AppStack, StartApps
 
@@ -156,3 +162,30 @@ async def test_options_priorities_expiry_and_schedules_through_the_client(
         apps.add_worker()
         with pytest.raises(TaskExpired, match="expired"):
             await tasks.wait(doomed.id, timeout=60)
+
+
+async def test_workflows_through_the_typed_builder(apps: AppStack) -> None:
+    async with AsyncClient(url(apps), api_key=KEY) as tasks:
+        flow = await tasks.submit_workflow(
+            chord(group(sig("add", {"x": i}) for i in range(4)), sig("tally"))
+        )
+        assert flow.status is WorkflowState.RUNNING
+        done = await tasks.wait_workflow(flow.id, timeout=60)
+        chained = await tasks.submit_workflow(chain(sig("add", {"x": 2}), sig("add", {"x": 3})))
+        assert (await tasks.wait_workflow(chained.id, timeout=60)).result == 5
+        broken = await tasks.submit_workflow(chain(sig("fail"), sig("add")))
+        with pytest.raises(WorkflowFailed) as failed:
+            await tasks.wait_workflow(broken.id, timeout=60)
+    assert done.result == {"sum": 6, "count": 4, "missing": 0}
+    assert done.done == done.total == 4
+    assert failed.value.record.failed is not None
+    assert failed.value.record.failed.step == 0
+
+    with Client(url(apps), api_key=KEY) as sync_tasks:
+        running = sync_tasks.submit_workflow(group(sig("sleep", {"seconds": 30}, previous_as=None)))
+        cancelled = sync_tasks.cancel_workflow(running.id)
+        with pytest.raises(WorkflowFailed):
+            sync_tasks.wait_workflow(running.id, timeout=30)
+        with pytest.raises(TaskNotFound):
+            sync_tasks.get_workflow(uuid.uuid4())
+    assert cancelled.status is WorkflowState.CANCELLED

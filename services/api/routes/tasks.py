@@ -95,6 +95,7 @@ async def submit_task(
 ) -> TaskPublic:
     """Accept a task: store it as PENDING, publish it, answer once the broker has it (a task
     with a countdown or eta is stored held back, and queued when due)."""
+    services.submitter.spec(body.task)  # an unknown task is a 404 before any option's 422
     timing = Timing.of(countdown=body.countdown, eta=body.eta, expires=body.expires)
     submission = await services.submitter.submit(
         body.task,

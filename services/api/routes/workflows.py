@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 from services.api.deps import ServicesDep
 from services.api.limits import require_json
 from services.api.routes.tasks import UNAVAILABLE, Responses
-from services.api.schemas import Problem, WorkflowCreate, WorkflowPublic
+from services.api.schemas import Problem, WorkflowCreate, WorkflowPublic, workflow_spec
 from services.core.errors import WorkflowFinishedError, WorkflowNotFoundError
 from services.core.workflows import WorkflowEvent
 
@@ -29,6 +29,7 @@ NOT_FOUND: Responses = {
     response_model=WorkflowPublic,
     dependencies=[Depends(require_json)],
     responses={
+        400: {"model": Problem, "description": "The body could not be read (not UTF-8)."},
         404: {"model": Problem, "description": "A step names an unknown task."},
         413: {"model": Problem, "description": "A payload is too large."},
         415: {"model": Problem, "description": "Body is not application/json."},
@@ -45,7 +46,7 @@ async def submit_workflow(
 ) -> WorkflowPublic:
     """Accept a chain, group or chord: its first steps are submitted before the answer (a
     chain's first link, every member of a group or chord); the rest as members finish."""
-    record = await services.workflows.start(body)
+    record = await services.workflows.start(workflow_spec(body))
     response.headers["Location"] = f"/workflows/{record.id}"
     return WorkflowPublic.model_validate(record.model_dump())
 
