@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devstack.stack import REPO_ROOT
-from services.client import Client
+from services.client import Client, chord, group, sig
 from services.core import policy
 from services.core.settings import Settings
 from services.tasks import catalog
@@ -86,6 +86,18 @@ def test_the_dashboard_shows_a_task_move_to_complete_live(apps: AppStack, browse
     expect(page.locator("#detail")).to_be_visible()
     expect(page.locator("#detail-history tbody tr").last).to_contain_text("COMPLETE")
     expect(page.locator("#detail-outcome")).to_contain_text("slept_seconds")
+    # A workflow member's detail shows its workflow: n of m done, every member and result.
+    with Client(apps.api.url, api_key=KEY) as tasks:
+        flow = tasks.submit_workflow(
+            chord(group(sig("add", {"x": 1}), sig("add", {"x": 2})), sig("tally"))
+        )
+        tasks.wait_workflow(flow.id, timeout=60)
+    member = page.locator(f'#recent tr[data-task-id="{flow.members[0].task_id}"] a')
+    member.click()
+    expect(page.locator("#workflow-title")).to_contain_text("(chord): COMPLETE, 2 of 2 done")
+    callback = page.locator('#workflow-members tr[data-step="2"]')
+    expect(callback).to_contain_text("callback")
+    expect(callback).to_contain_text('"sum":3')
     assert KEY not in page.content(), "the page must never show a secret"
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

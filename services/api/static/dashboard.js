@@ -119,6 +119,25 @@ async function refreshDetail() {
     el("tr", {}, el("td", { class: "num" }, h.version), el("td", { class: `state-${h.status}` }, h.status),
       el("td", {}, h.progress ? `${h.progress.percent.toFixed(0)}% ${h.progress.message}` : ""),
       el("td", {}, new Date(h.updated_at).toLocaleTimeString()))));
+  await renderWorkflow(record.workflow);
+}
+
+// The workflow a task is a member of: its state, n of m done, and every member.
+async function renderWorkflow(link) {
+  $("detail-workflow").hidden = !link;
+  if (!link) return;
+  const flow = await api(`/workflows/${link.id}`);
+  $("workflow-title").textContent =
+    `${flow.id.slice(0, 8)} (${flow.kind}): ${flow.status}, ${flow.done} of ${flow.total} done`;
+  const steps = flow.callback ? [...flow.members, flow.callback] : flow.members;
+  $("workflow-members").tBodies[0].replaceChildren(...steps.map((m) => {
+    const result = m.is_callback ? flow.result : flow.results[m.step];
+    return el("tr", { "data-step": m.step },
+      el("td", {}, m.is_callback ? "callback" : m.step), el("td", {}, m.task),
+      el("td", { class: m.status ? `state-${m.status}` : "muted" }, m.status || "not submitted"),
+      el("td", {}, m.task_id ? el("a", { onclick: () => showDetail(m.task_id) }, m.task_id.slice(0, 8)) : "–"),
+      el("td", {}, result === null || result === undefined ? "" : JSON.stringify(result)));
+  }));
 }
 
 async function refresh() {
