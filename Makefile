@@ -8,7 +8,7 @@ UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 DEVSTACK := $(RUN) python -m devstack
 
-.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest engine preview charts-check keda-scaler keda-check clean loadtest bench bench-scale bench-down chaos chaos-down
+.PHONY: help sync tools up down status demo test check lint fmt typecheck pytest engine preview charts-check keda-scaler keda-check clean loadtest bench bench-scale bench-state bench-down chaos chaos-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,10 +90,14 @@ loadtest: tools ## Locust, headless, on the local stack (started if needed): USE
 		$(if $(MAX_P99_MS),--max-p99-ms $(MAX_P99_MS))
 
 bench: tools ## kafka-tasks vs FastAPI + Celery + Redis on its own stack; table + plot in build/bench/ (BENCH_ARGS=...)
-	@$(RUN) --group bench python -m bench.run $(BENCH_ARGS)
+	@$(RUN) --group bench --group loadtest python -m bench.run $(BENCH_ARGS)
 
 bench-scale: tools ## throughput and lag with 1, 2, 4 workers, rebalance pauses; build/bench/scale.* (SCALE_ARGS=...)
 	@$(RUN) --group bench python -m bench.scale $(SCALE_ARGS)
+
+STATE_ARGS ?=
+bench-state: tools ## state layer: Redis memory per task (BASELINE=checkout for 'before'), standalone vs 3-master cluster tasks/s; build/bench/state.*
+	@$(RUN) --group bench python -m bench.state $(if $(BASELINE),--baseline $(BASELINE)) $(STATE_ARGS)
 
 bench-down: ## stop whatever an interrupted benchmark left in build/bench/.stack
 	@$(RUN) python -m devstack --home build/bench/.stack down

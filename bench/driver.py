@@ -31,6 +31,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bench.stats import percentile
+from services.core.keys import RedisKeys
 
 POLL_SECONDS = 0.5
 """How often the store is read for finished tasks. Latency does not depend on it (finish times
@@ -57,20 +58,21 @@ def _epoch(text: str) -> float:
 
 
 class KafkaTasksObserver:
-    """Reads ``status`` and ``updated_at`` of kafka-tasks records (see services/core/keys.py)."""
+    """Reads ``status`` and ``updated_at`` of kafka-tasks records and events (their key names
+    from services/core/keys.py)."""
 
     TERMINAL = frozenset({"COMPLETE", "FAILURE", "CANCELLED"})
 
     def __init__(self, redis_url: str, namespace: str) -> None:
         self.redis = Redis.from_url(redis_url)
-        self.prefix = f"{namespace}:task:"
+        self.keys = RedisKeys(namespace)
 
     async def finished(self, ids: list[str]) -> dict[str, tuple[str, float]]:
         done: dict[str, tuple[str, float]] = {}
         for chunk in _chunks(ids, 1000):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for task_id in chunk:
-                    pipe.hmget(self.prefix + task_id, "status", "updated_at")
+                    pipe.hmget(self.keys.record(task_id), "status", "updated_at")
                 replies = await pipe.execute()
             for task_id, (status, updated) in zip(chunk, replies, strict=True):
                 if status is not None and status.decode() in self.TERMINAL:
@@ -78,14 +80,18 @@ class KafkaTasksObserver:
         return done
 
     async def history(self, ids: list[str]) -> dict[str, dict[str, float]]:
-        """Per task, when each state was first written (the record's events stream)."""
+        """Per task, when each state was first written: PENDING is the record's creation,
+        every later state an entry of its events stream."""
         out: dict[str, dict[str, float]] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
-                pipe.xrange(f"{self.prefix}{task_id}:events")
+                pipe.hget(self.keys.record(task_id), "created_at")
+                pipe.xrange(self.keys.events(task_id))
             replies = await pipe.execute()
-        for task_id, entries in zip(ids, replies, strict=True):
+        for task_id, created, entries in zip(ids, replies[::2], replies[1::2], strict=True):
             first: dict[str, float] = {}
+            if created is not None:
+                first["PENDING"] = _epoch(json.loads(created))
             for _, fields in entries:
                 status = fields[b"status"].decode()
                 first.setdefault(status, _epoch(json.loads(fields[b"updated_at"])))
@@ -201,6 +207,12 @@ class RunResult:
         return len(ok) / span if span > 0 else math.nan
 
     @property
+    def complete_seconds(self) -> float:
+        """From the first intended send to the last finish."""
+        ok = [at for state, at in self.finished.values() if state == TERMINAL_OK]
+        return max(ok) - self.started if ok else math.nan
+
+    @property
     def latencies_ms(self) -> list[float]:
         out = []
         for sub in self.accepted:
@@ -239,6 +251,8 @@ class RunResult:
             "refused_by_status": self.refused_by_status,
             "submit_rate": self.submit_rate,
             "completion_rate": self.completion_rate,
+            "submit_seconds": self.submit_done - self.started,
+            "complete_seconds": self.complete_seconds,
             "p50_ms": percentile(lat, 0.50),
             "p95_ms": percentile(lat, 0.95),
             "p99_ms": percentile(lat, 0.99),
@@ -282,6 +296,24 @@ class Driver:
                 return Submitted(json.loads(payload)["id"], intended, sent, acked, 202)
         except (aiohttp.ClientError, TimeoutError) as error:
             return Submitted(None, intended, sent, time.time(), 0, repr(error))
+
+    async def submit_batch(self, body: bytes, count: int, intended: float) -> list[Submitted]:
+        """One ``POST /tasks/batch`` of ``count`` tasks (kafka-tasks only)."""
+        url = next(self._urls) + "/tasks/batch"
+        sent = time.time()
+        try:
+            async with self.session.post(url, data=body) as response:
+                payload = await response.read()
+                acked = time.time()
+                if response.status != 202:
+                    error = payload[:200].decode()
+                    return [Submitted(None, intended, sent, acked, response.status, error)] * count
+                return [
+                    Submitted(item["id"], intended, sent, acked, 202)
+                    for item in json.loads(payload)["items"]
+                ]
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return [Submitted(None, intended, sent, time.time(), 0, repr(error))] * count
 
     async def api_status(self, task_id: str) -> str:
         async with self.session.get(f"{next(self._urls)}/tasks/{task_id}") as response:
@@ -393,6 +425,46 @@ async def burst(
         result.submit_done = time.time()
         if after_submit is not None:
             await after_submit()
+        await _await_finished(
+            result, target.observer, settle_seconds=settle_seconds, progress=finish_progress
+        )
+        await _check_via_api(driver, result)
+    finally:
+        await driver.close()
+    return result
+
+
+async def fanout(
+    target: Target,
+    *,
+    count: int,
+    batch: int,
+    task: str,
+    payload: dict[str, Any],
+    connections: int,
+    settle_seconds: float,
+    submit_progress: Progress | None = None,
+    finish_progress: Progress | None = None,
+) -> RunResult:
+    """Submit ``count`` tasks in ``POST /tasks/batch`` requests of ``batch`` (``connections``
+    requests at once), then wait for all of them."""
+    assert target.observer is not None
+    driver = Driver(target, connections=connections)
+    result = RunResult(target.name, f"fan-out {count} {task} in batches of {batch}")
+    sizes = [batch] * (count // batch) + ([count % batch] if count % batch else [])
+    remaining = iter(sizes)
+
+    async def sender() -> None:
+        for size in remaining:
+            body = json.dumps({"tasks": [{"task": task, "payload": payload}] * size}).encode()
+            result.submitted += await driver.submit_batch(body, size, time.time())
+            if submit_progress:
+                submit_progress(len(result.submitted), count)
+
+    try:
+        result.started = time.time()
+        await asyncio.gather(*(sender() for _ in range(connections)))
+        result.submit_done = time.time()
         await _await_finished(
             result, target.observer, settle_seconds=settle_seconds, progress=finish_progress
         )

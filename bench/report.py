@@ -6,6 +6,7 @@ import math
 import platform
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,105 @@ def comparison_rows(
     return rows
 
 
+@dataclass(frozen=True)
+class Target:
+    """One of issue 12's targets: both systems' figures, their ratio, and whether it is met."""
+
+    name: str
+    ours: float
+    anchor: float
+    value: float
+    """The figure the requirement is about (a ratio, or a count)."""
+    requirement: str
+    met: bool | None
+
+
+def _cpu_total(summary: dict[str, Any]) -> float:
+    cpu = summary.get("cpu_ms_per_task") or {}
+    return sum(v for k, v in cpu.items() if k != "driver") if cpu else math.nan
+
+
+def targets(summaries: Sequence[dict[str, Any]], *, offered_rate: float) -> list[Target]:
+    """Issue 12's five targets, each as measured side by side in this run."""
+    out: list[Target] = []
+
+    def add(
+        name: str,
+        ours: float,
+        anchor: float,
+        value: float,
+        at_least: float | None,
+        at_most: float | None,
+        requirement: str,
+    ) -> None:
+        met = None
+        if not math.isnan(value):
+            met = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
+        out.append(Target(name, ours, anchor, value, requirement, met))
+
+    ours, anchor = _find(summaries, OURS, "seed"), _find(summaries, ANCHOR, "seed")
+    if ours and anchor:
+        done = (_get(ours, "completed"), _get(anchor, "completed"))
+        add("seed: tasks completed in 90 s", *done, ratio(*done), 1.0, None, "≥ 1.0x")
+        failures = _get(ours, "failures")
+        add(
+            "seed: failures (kafka-tasks)",
+            failures,
+            _get(anchor, "failures"),
+            failures,
+            None,
+            0,
+            "= 0",
+        )
+        p99 = (_get(ours, "p99_ms"), _get(anchor, "p99_ms"))
+        add("seed: end-to-end p99, ms", *p99, ratio(*p99), None, 1.0, "≤ 1.0x")
+    ours = _find(summaries, OURS, "open loop noop")
+    anchor = _find(summaries, ANCHOR, "open loop noop")
+    if ours and anchor:
+        p99 = (_get(ours, "p99_ms"), _get(anchor, "p99_ms"))
+        add(f"noop @{offered_rate:g}/s: p99, ms", *p99, ratio(*p99), None, 1.0, "≤ 1.0x")
+        cpu = (_cpu_total(ours), _cpu_total(anchor))
+        add(f"noop @{offered_rate:g}/s: CPU per task, ms", *cpu, ratio(*cpu), None, 1.0, "≤ 1.0x")
+    ours = _find(summaries, OURS, "open loop sleep")
+    anchor = _find(summaries, ANCHOR, "open loop sleep")
+    if ours and anchor:
+        p99 = (_get(ours, "p99_ms"), _get(anchor, "p99_ms"))
+        add(f"sleep 50 ms @{offered_rate:g}/s: p99, ms", *p99, ratio(*p99), None, 1.1, "≤ 1.1x")
+    ours, anchor = _find(summaries, OURS, "burst"), _find(summaries, ANCHOR, "burst")
+    if ours and anchor:
+        rates = (_get(ours, "completion_rate"), _get(anchor, "completion_rate"))
+        add("burst: completion rate, tasks/s", *rates, ratio(*rates), 2.0, None, "≥ 2.0x")
+    ours, anchor = _find(summaries, OURS, "fan-out"), _find(summaries, ANCHOR, "fan-out")
+    if ours and anchor:
+        # kafka-tasks: until every task is done; the anchor: until every task is submitted.
+        seconds = (_get(ours, "complete_seconds"), _get(anchor, "submit_seconds"))
+        add(
+            "fan-out: s to submit+complete (ours) vs submit (anchor)",
+            *seconds,
+            ratio(seconds[1], seconds[0]),
+            5.0,
+            None,
+            "anchor/ours ≥ 5.0x",
+        )
+    return out
+
+
+def targets_table(rows: Sequence[Target]) -> str:
+    lines = [
+        "| target | kafka-tasks | Celery | measured | required | met |",
+        "| --- | ---: | ---: | ---: | --- | :---: |",
+    ]
+    for row in rows:
+        digits = 1 if "ms" in row.name or "s to" in row.name else 0
+        measured = fmt_number(row.value) if "failures" in row.name else fmt_ratio(row.value)
+        met = "—" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(
+            f"| {row.name} | {fmt_number(row.ours, digits)} | {fmt_number(row.anchor, digits)} "
+            f"| {measured} | {row.requirement} | {met} |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> str:
     cpus = _cpu_model()
     memory = _memory_gib()
@@ -132,13 +232,19 @@ def markdown(
     setup: dict[str, Any],
     command: str,
 ) -> str:
-    rows = comparison_rows(summaries, offered_rate=offered_rate)
+    rows = comparison_rows(summaries, offered_rate=offered_rate, targets=False)
     ours_submit = _get(_find(summaries, OURS, "burst"), "submit_rate")
     lines = [
         "# kafka-tasks vs FastAPI + Celery + Redis",
         "",
         f"Machine: {machine()}. Everything (Kafka, Redis, APIs, workers, driver) on it.",
         f"Command: `{command}`",
+        "",
+        "## Targets (issue 12), each side by side in this run",
+        "",
+        targets_table(targets(summaries, offered_rate=offered_rate)),
+        "",
+        "## All figures",
         "",
         markdown_table(rows, ours=OURS, anchor="Celery"),
         "",
@@ -153,6 +259,8 @@ def markdown(
         "| --- | --- |" + " ---: |" * 11,
     ]
     for s in summaries:
+        if s["scenario"].startswith("seed"):
+            continue  # Locust's own figures, below
         lines.append(
             f"| {s['system']} | {s['scenario']} | {s['accepted']} | {s['completed']} | "
             f"{s['failures']}{_refused(s)} | {s['never_finished']} | "
@@ -162,6 +270,24 @@ def markdown(
             f"{fmt_number(s['max_ms'], 1)} | "
             f"{s['api_checked'] - s['api_mismatches']}/{s['api_checked']} |"
         )
+    seed_rows = [s for s in summaries if s["scenario"].startswith("seed")]
+    if seed_rows:
+        lines += [
+            "",
+            "The seed scenario (Locust, `loadtest/seed.py`; end-to-end latency to the second, "
+            "as a client polling once a second sees it; reports in `seed-<system>.html`):",
+            "",
+            "| system | scenario | tasks completed | task failures | request failures | "
+            "requests/s | p50 ms | p95 ms | p99 ms |",
+            "| --- | --- |" + " ---: |" * 7,
+        ]
+        for s in seed_rows:
+            lines.append(
+                f"| {s['system']} | {s['scenario']} | {s['completed']} | {s['task_failures']} "
+                f"| {s['failures']} | {fmt_number(s['requests_per_second'])} | "
+                f"{fmt_number(s['p50_ms'])} | {fmt_number(s['p95_ms'])} | "
+                f"{fmt_number(s['p99_ms'])} |"
+            )
     phase_rows = [s for s in summaries if s.get("phases")]
     if phase_rows:
         lines += [
@@ -205,7 +331,7 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5.5))
     colors = {OURS: "#1f77b4", ANCHOR: "#8c8c8c"}
 
     def bars(ax: Any, labels: list[str], ours: list[float], anchor: list[float], unit: str) -> None:
@@ -259,11 +385,35 @@ def plot(
         if prefix == "open loop noop":
             ax.axhline(100, color="#d62728", linestyle="--", linewidth=1)
             ax.annotate("target p99 100 ms", (-0.4, 100), color="#d62728", va="bottom")
+    _plot_targets(axes[3], targets(summaries, offered_rate=offered_rate))
     fig.suptitle(f"kafka-tasks vs FastAPI + Celery + Redis — {machine()}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_targets(ax: Any, rows: Sequence[Target]) -> None:
+    """Each target as how far it is met: measured / required (required / measured for an
+    upper bound); 1 or more means met."""
+    labels, scores = [], []
+    for row in rows:
+        required = float(row.requirement.split()[-1].rstrip("x"))
+        if row.requirement.startswith("="):
+            score = 1.0 if row.value == required else 0.0
+        elif "≤" in row.requirement:
+            score = required / row.value if row.value else math.inf
+        else:
+            score = row.value / required
+        labels.append(row.name)
+        scores.append(0.0 if math.isnan(score) else min(score, 3.0))
+    ys = range(len(labels))
+    ax.barh(list(ys), scores, color=["#2ca02c" if s >= 1 else "#d62728" for s in scores])
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(list(ys), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("how far met (1 = exactly; capped at 3)")
+    ax.set_title("issue 12's targets")
 
 
 def main(argv: list[str] | None = None) -> int:

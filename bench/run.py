@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from bench import cpu, driver, harness, progress, report
+from bench import cpu, driver, harness, progress, report, seed
 from bench.profile import summarize_collapsed
 
 OUT = harness.REPO_ROOT / "build" / "bench"
@@ -55,6 +55,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "shows medians",
     )
     parser.add_argument("--settle", type=float, default=20.0, help="wait after the last submit")
+    parser.add_argument(
+        "--scenarios",
+        default="burst,open,fanout,seed",
+        help="comma-separated, of: burst, open (noop and 50 ms sleep), fanout, seed",
+    )
+    parser.add_argument("--fanout", type=int, default=10_000, help="tasks in the fan-out")
+    parser.add_argument("--fanout-batch", type=int, default=1000, help="tasks per batch request")
+    parser.add_argument("--seed-users", type=int, default=1000, help="Locust users, seed")
+    parser.add_argument("--seed-spawn-rate", type=float, default=100.0)
+    parser.add_argument("--seed-seconds", type=int, default=90)
     parser.add_argument("--apis", type=int, default=1, help="API processes per system")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per system")
     parser.add_argument("--celery-concurrency", type=int, default=64)
@@ -80,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be at least 1")
     if args.rate <= 0 or args.seconds <= 0 or args.rate * args.seconds > 50_000:
         parser.error("--rate x --seconds must be positive and at most 50,000 tasks")
+    args.scenarios = set(args.scenarios.split(","))
+    unknown = args.scenarios - {"burst", "open", "fanout", "seed"}
+    if unknown:
+        parser.error(f"--scenarios: unknown {', '.join(sorted(unknown))}")
     return args
 
 
@@ -99,7 +113,7 @@ async def scenarios(targets: list[driver.Target], args: argparse.Namespace) -> l
             f"failures {summary['failures']}"
         )
 
-    for target in targets:
+    for target in targets if "burst" in args.scenarios else []:
         before = cpu.snapshot(target.pids)
         with progress.bars(console) as bars:
             submitted = bars.add_task(
@@ -122,7 +136,7 @@ async def scenarios(targets: list[driver.Target], args: argparse.Namespace) -> l
         summaries[-1]["cpu_ms_per_task"] = cpu.per_task_ms(
             before, cpu.snapshot(target.pids), summaries[-1]["completed"]
         )
-    for task, payload in (("noop", noop), ("sleep", sleep)):
+    for task, payload in (("noop", noop), ("sleep", sleep)) if "open" in args.scenarios else []:
         for target in targets:
             total = int(args.rate * args.seconds)
             before = cpu.snapshot(target.pids)
@@ -144,6 +158,28 @@ async def scenarios(targets: list[driver.Target], args: argparse.Namespace) -> l
             summaries[-1]["cpu_ms_per_task"] = cpu.per_task_ms(
                 before, cpu.snapshot(target.pids), summaries[-1]["completed"]
             )
+    for target in targets if "fanout" in args.scenarios else []:
+        # kafka-tasks in batches of one request each; the anchor one request per task, as
+        # fast as it takes them: how long until 10,000 tasks are in (and done).
+        with progress.bars(console) as bars:
+            submitted = bars.add_task(f"{target.name}: fan-out, submitted", total=args.fanout)
+            finished = bars.add_task(f"{target.name}: fan-out, finished", total=args.fanout)
+            common: dict[str, Any] = {
+                "count": args.fanout,
+                "task": "noop",
+                "payload": noop,
+                "settle_seconds": args.settle,
+                "submit_progress": partial(_advance, bars, submitted),
+                "finish_progress": partial(_advance, bars, finished),
+            }
+            if target.name == report.OURS:
+                result = await driver.fanout(
+                    target, batch=args.fanout_batch, connections=2, **common
+                )
+            else:
+                result = await driver.burst(target, connections=args.connections, **common)
+                result.scenario = f"fan-out {args.fanout} noop, one request each"
+        keep(result)
     for target in targets:
         if target.observer is not None:
             # Closed here: its connections belong to this event loop (the next round's
@@ -282,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.rounds > 1:
                 console.print(f"[bold]round {round_ + 1} of {args.rounds}[/]")
             summaries += asyncio.run(scenarios(order, args))
+        if "seed" in args.scenarios:
+            options = seed.SeedOptions(args.seed_users, args.seed_spawn_rate, args.seed_seconds)
+            for target in targets:
+                console.print(
+                    f"[bold]seed scenario[/]: {target.name}, {options.users} Locust users for "
+                    f"{options.seconds} s (Locust prints its summary at the end)"
+                )
+                summaries.append(seed.run(target.name, target.urls[0], options, args.out))
         if args.profile and kt_apps is not None:
             observer = driver.KafkaTasksObserver(state.redis_url, namespace)
             profile_burst(kt_apps, kt_apps.urls, observer, args)

@@ -20,6 +20,8 @@ from pathlib import Path
 import redis.asyncio
 
 from devstack import kafka, processes, stack
+from services.core.keys import SHARDS, RedisKeys
+from services.core.states import TaskState
 
 CHAOS_HOME = stack.REPO_ROOT / "build" / "chaos" / ".stack"
 
@@ -142,8 +144,12 @@ class ChaosCluster:
     async def retrying(self) -> str | None:
         """A task of this run that waits for its retry now, if any (None if Redis is out)."""
         client = redis.asyncio.Redis.from_url(self.state.redis_url, socket_timeout=1)
+        keys = RedisKeys(self.namespace)
         try:
-            members = await client.zrange(f"{self.namespace}:idx:state:RETRY", 0, 0)
+            async with client.pipeline(transaction=False) as pipe:
+                for shard in range(SHARDS):
+                    pipe.zrange(keys.index(shard, state=TaskState.RETRY.value), 0, 0)
+                members = [m for found in await pipe.execute() for m in found]
         except redis.RedisError:
             return None
         finally:

@@ -13,11 +13,11 @@ from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from services.core import topics
-from services.core.keys import RedisKeys
+from services.core.keys import SHARDS, RedisKeys
 from services.core.lag import OffsetReader
 from services.core.models import DeadLetter, TaskRecord
+from services.core.state_codec import history_from, record_from_fields, text
 from services.core.states import TaskState
-from services.core.store import record_from_fields
 
 BATCH = 500
 LIVE_STATES = (TaskState.PENDING, TaskState.PROGRESS, TaskState.RETRY)
@@ -44,9 +44,9 @@ async def settle(redis_url: str, namespace: str, *, within: float) -> bool:
     deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline:
-            live = [await redis.zcard(keys.index(state=s.value)) for s in LIVE_STATES]
+            live = [await _index_count(redis, keys, s) for s in LIVE_STATES]
             # ... and every deadline met (a FAILURE's dead letter written, say).
-            if not any(live) and not await redis.zcard(keys.deadlines):
+            if not any(live) and not await _deadline_count(redis, keys):
                 return True
             await asyncio.sleep(1)
         return False
@@ -58,10 +58,8 @@ async def take(redis_url: str, bootstrap_servers: str, namespace: str, api_url: 
     keys = RedisKeys(namespace)
     redis = Redis.from_url(redis_url, socket_timeout=30)
     try:
-        found = [_text(key) async for key in redis.scan_iter(match=keys.record("*"), count=1000)]
-        ids = sorted(
-            key.removeprefix(keys.record("")) for key in found if not key.endswith(":events")
-        )
+        found = [text(key) async for key in redis.scan_iter(match=keys.record_pattern, count=1000)]
+        ids = sorted(keys.after_kind(key, "task") for key in found)
         records: dict[str, TaskRecord] = {}
         histories: dict[str, list[TaskRecord]] = {}
         for start in range(0, len(ids), BATCH):
@@ -74,14 +72,13 @@ async def take(redis_url: str, bootstrap_servers: str, namespace: str, api_url: 
             for task_id, fields, entries in zip(chunk, answers[::2], answers[1::2], strict=True):
                 if fields:
                     records[task_id] = record_from_fields(fields)
-                    histories[task_id] = [record_from_fields(entry) for _, entry in entries]
+                    histories[task_id] = history_from(fields, entries)
         keys_by_task = {}
-        prefix = keys.idempotency("")
-        async for key in redis.scan_iter(match=keys.idempotency("*"), count=1000):
+        async for key in redis.scan_iter(match=keys.idempotency_pattern, count=1000):
             value = await redis.get(key)
             if value:
-                keys_by_task[_text(value).split(" ")[0]] = _text(key).removeprefix(prefix)
-        index_counts = {s.value: await redis.zcard(keys.index(state=s.value)) for s in TaskState}
+                keys_by_task[text(value).split(" ")[0]] = keys.after_kind(text(key), "idempotency")
+        index_counts = {s.value: await _index_count(redis, keys, s) for s in TaskState}
     finally:
         await redis.aclose()
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
@@ -92,8 +89,21 @@ async def take(redis_url: str, bootstrap_servers: str, namespace: str, api_url: 
     return Snapshot(records, histories, keys_by_task, letters, index_counts, summary)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+async def _deadline_count(redis: Redis, keys: RedisKeys) -> int:
+    """Ids in the deadlines of every shard."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in range(SHARDS):
+            pipe.zcard(keys.deadlines(shard))
+        counts = await pipe.execute()
+    return sum(int(count) for count in counts)
+
+
+async def _index_count(redis: Redis, keys: RedisKeys, state: TaskState) -> int:
+    """Ids in the listing index of ``state``, over every shard."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in range(SHARDS):
+            pipe.zcard(keys.index(shard, state=state.value))
+        return sum(await pipe.execute())
 
 
 async def _dead_letters(bootstrap_servers: str, topic: str) -> list[DeadLetter]:

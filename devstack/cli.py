@@ -15,14 +15,19 @@ from devstack.processes import DevstackError, alive
 console = Console()
 
 
-def up(home: Path, *, brokers: int, workers: int, apps: bool, api_port: int) -> None:
+def up(
+    home: Path, *, brokers: int, workers: int, apps: bool, api_port: int, redis_cluster: bool
+) -> None:
     started = time.monotonic()
-    with console.status("starting Kafka and Redis"):
-        state, fresh = stack.ensure_backends(home, brokers=brokers)
+    redis_kind = "a Redis Cluster" if redis_cluster else "Redis"
+    with console.status(f"starting Kafka and {redis_kind}"):
+        state, fresh = stack.ensure_backends(home, brokers=brokers, redis_cluster=redis_cluster)
     what = "started" if fresh else "already running"
     console.print(
-        f"Kafka {kafka.kafka_version()} and Redis {what} ({time.monotonic() - started:.1f}s)"
+        f"Kafka {kafka.kafka_version()} and {redis_kind} {what} ({time.monotonic() - started:.1f}s)"
     )
+    if state.services_use_cluster and not redis_cluster:
+        console.print("[yellow]the services of this stack use its Redis Cluster[/yellow]")
     if apps:
         namespace = stack.default_namespace()
         running = {a.name for a in state.apps if alive(a.pid)}
@@ -65,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--workers", type=int, default=1)
     up_parser.add_argument("--api-port", type=int, default=8000)
     up_parser.add_argument("--no-apps", action="store_true", help="only Kafka and Redis")
+    up_parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help=(
+            "also start a Redis Cluster (3 masters, each with a replica) and point the "
+            "services at it"
+        ),
+    )
     commands.add_parser("tools", help="install missing system tools and fetch Kafka's jars")
     commands.add_parser("down", help="stop everything and leave no process behind")
     commands.add_parser("status", help="what runs where")
@@ -78,12 +91,13 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 apps=not args.no_apps,
                 api_port=args.api_port,
+                redis_cluster=args.redis_cluster,
             )
         elif args.command == "tools":
-            tools.ensure("java", "mvn", "redis-server", "chromium")
+            tools.ensure("java", "mvn", "redis-server", "redis-cli", "chromium")
             libs = kafka.ensure_jars(args.home)
             console.print(
-                "java, maven, redis-server and chromium present; Kafka "
+                "java, maven, redis-server, redis-cli and chromium present; Kafka "
                 f"{kafka.kafka_version()} jars cached in {stack.short_path(libs)}"
             )
         elif args.command == "down":

@@ -29,20 +29,21 @@ def free_port(preferred: int | None = None) -> int:
     """``preferred`` if nothing listens on it on 127.0.0.1, otherwise a free port below the
     ephemeral range: a server restarted on its old port (a broker after a fault) must not
     find it taken by some process's outgoing connection, which draws ephemeral ports."""
-    if preferred is not None and _bindable(preferred):
+    if preferred is not None and bindable(preferred):
         return preferred
     low = _ephemeral_low()
     candidates = list(range(LISTEN_PORTS_FROM, low))
     random.SystemRandom().shuffle(candidates)
     for port in candidates[:500]:
-        if _bindable(port):
+        if bindable(port):
             return port
     with socket.socket() as probe:  # a crowded machine: any port at all
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether a server could listen on ``port`` of 127.0.0.1 now."""
     if port_open(port):
         return False
     with socket.socket() as probe:

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from devstack import kafka, redis
-from devstack.processes import DevstackError, alive, free_port, spawn, stop, tail, wait_for
+from devstack.processes import (
+    DevstackError,
+    alive,
+    bindable,
+    free_port,
+    spawn,
+    stop,
+    tail,
+    wait_for,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPO_ROOT / ".devstack"
@@ -39,6 +48,10 @@ class StackState:
     kafka_nodes: list[kafka.KafkaNode] = field(default_factory=list)
     redis_server: redis.RedisServer | None = None
     apps: list[AppProcess] = field(default_factory=list)
+    redis_cluster: list[redis.RedisServer] = field(default_factory=list)
+    """The nodes of a Redis Cluster (``up --redis-cluster``, and the tests' cluster mode)."""
+    services_use_cluster: bool = False
+    """Whether the services this stack starts talk to the cluster instead of the server."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -58,12 +71,28 @@ class StackState:
             and alive(self.redis_server.pid)
         )
 
+    @property
+    def redis_cluster_url(self) -> str:
+        if not self.redis_cluster:
+            raise DevstackError("no Redis Cluster runs (devstack up --redis-cluster)")
+        return redis.cluster_url(self.redis_cluster)
+
+    def redis_cluster_alive(self) -> bool:
+        return bool(self.redis_cluster) and all(alive(node.pid) for node in self.redis_cluster)
+
+    def redis_env(self, *, cluster: bool | None = None) -> dict[str, str]:
+        """The KT_* variables that point a service at the server or (``cluster``) the
+        cluster; by default at what ``services_use_cluster`` says."""
+        if cluster if cluster is not None else self.services_use_cluster:
+            return {"KT_REDIS_URL": self.redis_cluster_url, "KT_REDIS_CLUSTER": "true"}
+        return {"KT_REDIS_URL": self.redis_url, "KT_REDIS_CLUSTER": "false"}
+
     def service_env(self, namespace: str) -> dict[str, str]:
         """The KT_* environment that points the services at this stack."""
         return {
             "KT_NAMESPACE": namespace,
             "KT_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-            "KT_REDIS_URL": self.redis_url,
+            **self.redis_env(),
         }
 
 
@@ -81,6 +110,8 @@ def load(home: Path = DEFAULT_HOME) -> StackState:
         kafka_nodes=[kafka.KafkaNode(**node) for node in raw.get("kafka_nodes", [])],
         redis_server=redis.RedisServer(**raw["redis_server"]) if raw.get("redis_server") else None,
         apps=[AppProcess(**app) for app in raw.get("apps", [])],
+        redis_cluster=[redis.RedisServer(**node) for node in raw.get("redis_cluster", [])],
+        services_use_cluster=bool(raw.get("services_use_cluster", False)),
     )
 
 
@@ -102,7 +133,11 @@ def share_jar_cache(home: Path) -> None:
 
 
 def ensure_backends(
-    home: Path = DEFAULT_HOME, *, brokers: int = 1, keep_data: bool = True
+    home: Path = DEFAULT_HOME,
+    *,
+    brokers: int = 1,
+    keep_data: bool = True,
+    redis_cluster: bool = False,
 ) -> tuple[StackState, bool]:
     """Kafka and Redis up and ready; returns (state, started_here).
 
@@ -123,7 +158,9 @@ def ensure_backends(
         server = state.redis_server
         assert server is not None
         if not alive(server.pid):
-            state.redis_server = redis.start(home, port=server.port)
+            # Its old port if free: nothing that knew it still runs (the apps died with the
+            # backends, or are started after this), and another stack may have taken it.
+            state.redis_server = redis.start(home, preferred_port=server.port)
         save(state)
     else:
         stop_all(state)
@@ -137,16 +174,59 @@ def ensure_backends(
         save(state)
     assert state.redis_server is not None
     redis.wait_ready(state.redis_server)
+    if redis_cluster:
+        ensure_cluster(state, keep_data=keep_data)
     # Started on its data, Kafka first loads every partition's log: give it time.
     kafka.wait_ready(state.kafka_nodes, timeout=300)
     return state, True
 
 
+def ensure_cluster(state: StackState, *, keep_data: bool = True) -> None:
+    """A Redis Cluster up and settled, and the services pointed at it. Nodes that stopped
+    start again on their data (their ``nodes.conf`` holds the cluster); with no data, or
+    without ``keep_data``, a fresh cluster is made."""
+    home = Path(state.home)
+    if not state.redis_cluster_alive():
+        restartable = keep_data and all(
+            (Path(node.directory) / "nodes.conf").is_file() for node in state.redis_cluster
+        )
+        if state.redis_cluster and restartable:
+            for index, node in enumerate(state.redis_cluster):
+                if not alive(node.pid):
+                    state.redis_cluster[index] = redis.restart_node(home, node)
+        else:
+            for node in state.redis_cluster:
+                stop(node.pid)
+            shutil.rmtree(home / "redis-cluster", ignore_errors=True)
+            print("devstack: starting a Redis Cluster afresh", flush=True)
+            state.redis_cluster = redis.start_cluster_nodes(home)
+            save(state)
+            redis.create_cluster(state.redis_cluster)
+    state.services_use_cluster = True
+    save(state)
+    redis.wait_cluster_ready(state.redis_cluster)
+
+
+def restart_cluster_node(state: StackState, node: redis.RedisServer) -> redis.RedisServer:
+    """Start a stopped cluster node again where it was (it rejoins the cluster)."""
+    index = state.redis_cluster.index(node)
+    started = redis.restart_node(Path(state.home), node)
+    state.redis_cluster[index] = started
+    save(state)
+    redis.wait_ready(started)
+    return started
+
+
 def _restartable(state: StackState, brokers: int) -> bool:
-    """Whether the stack's own data is there to start from again."""
+    """Whether the stack's own data is there to start from again, on the ports its Kafka
+    nodes know each other by (KRaft's voters); another stack may have taken them since."""
     return (
         len(state.kafka_nodes) == brokers
         and all((Path(node.directory) / "data").is_dir() for node in state.kafka_nodes)
+        and all(
+            alive(node.pid) or (bindable(node.port) and bindable(node.controller_port))
+            for node in state.kafka_nodes
+        )
         and state.redis_server is not None
         and Path(state.redis_server.directory).is_dir()
     )
@@ -235,6 +315,8 @@ def stop_all(state: StackState) -> None:
         stop(node.pid, grace_seconds=30)
     if state.redis_server is not None:
         stop(state.redis_server.pid)
+    for member in state.redis_cluster:
+        stop(member.pid)
     state.apps = []
     if Path(state.home).exists():
         save(state)
@@ -293,6 +375,10 @@ def describe(state: StackState) -> list[tuple[str, str, str, str]]:
     if state.redis_server:
         server = state.redis_server
         rows.append(("redis", _up(server.pid), server.url, short_path(server.log)))
+    for index, member in enumerate(state.redis_cluster, start=1):
+        rows.append(
+            (f"redis cluster node {index}", _up(member.pid), member.url, short_path(member.log))
+        )
     for app in state.apps:
         rows.append((app.name, _up(app.pid), app.url, short_path(app.log)))
     return rows

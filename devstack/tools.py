@@ -14,6 +14,7 @@ _PACKAGES = {
     "java": "openjdk-17-jre-headless",
     "mvn": "maven",
     "redis-server": "redis-server",
+    "redis-cli": "redis-tools",  # --cluster create / reshard (a dependency of redis-server)
     # The dashboard's browser test drives Debian's Chromium (Playwright cannot download its own).
     "chromium": "chromium",
 }

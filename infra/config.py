@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -139,8 +140,11 @@ class StackConfig(BaseModel):
     """retention.ms of the dead-letter topic; keep it at least topicRetentionMs."""
 
     # --- Redis ---------------------------------------------------------------------------------
-    redis_mode: Literal["internal", "external"] = "internal"
-    """internal: a Valkey StatefulSet declared here; external: managed Redis via redisUrl."""
+    redis_mode: Literal["internal", "external", "cluster-external"] = "internal"
+    """internal: a Valkey StatefulSet declared here; external: managed Redis via redisUrl;
+    cluster-external: a managed Redis Cluster / Valkey cluster-mode endpoint via redisUrl
+    (ElastiCache, Memorystore, Azure Cache), which the services reach with the cluster
+    client (KT_REDIS_CLUSTER)."""
     redis_image: str = "docker.io/valkey/valkey:8.1.4-alpine"
     """Image of the internal Redis (official Valkey image; Redis-protocol compatible)."""
     redis_storage_size: Quantity = "5Gi"
@@ -242,7 +246,7 @@ class StackConfig(BaseModel):
     """Memory request of each worker pod."""
     worker_memory_limit: Quantity = "512Mi"
     """Memory limit of each worker pod."""
-    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 500
     """KT_WORKER_CONCURRENCY: tasks one worker process runs at once."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """KT_LOG_LEVEL of the API and workers."""
@@ -583,13 +587,16 @@ class StackSecrets:
     redis_password: pulumi.Output[str] | None
     """Password of the internal Redis (redisMode internal)."""
     redis_url: pulumi.Output[str] | None
-    """Full URL of a managed Redis, password included (redisMode external)."""
+    """Full URL of a managed Redis or cluster endpoint, auth included (the external modes)."""
 
 
 SECRET_KEYS = {
     "apiKeys": "JSON list of API keys accepted by the API (KT_API_KEYS).",
     "redisPassword": "Password of the in-cluster Redis (redisMode internal).",
-    "redisUrl": "redis:// or rediss:// URL of a managed Redis (redisMode external).",
+    "redisUrl": (
+        "redis:// or rediss:// URL of a managed Redis (redisMode external) or of a cluster's "
+        "configuration endpoint (redisMode cluster-external)."
+    ),
 }
 """Secret keys and their descriptions; they have no defaults on purpose."""
 
@@ -643,9 +650,33 @@ def load() -> tuple[StackConfig, StackSecrets]:
             f"{PROJECT}:redisPassword is not set (redisMode internal); run: "
             "pulumi config set --secret redisPassword <password>"
         )
-    if config.redis_mode == "external" and redis_url is None:
+    if config.redis_mode != "internal" and redis_url is None:
         raise ConfigError(
-            f"{PROJECT}:redisUrl is not set (redisMode external); run: "
-            "pulumi config set --secret redisUrl rediss://:<password>@<host>:6379/0"
+            f"{PROJECT}:redisUrl is not set (redisMode {config.redis_mode}); run: "
+            "pulumi config set --secret redisUrl rediss://:<password>@<host>:6379"
+            + ("/0" if config.redis_mode == "external" else "")
         )
+    if config.redis_mode == "cluster-external" and redis_url is not None:
+        redis_url = redis_url.apply(checked_cluster_url)
     return config, StackSecrets(api_keys.apply(checked_api_keys), redis_password, redis_url)
+
+
+def checked_cluster_url(value: str) -> str:
+    """``value`` unchanged if a cluster client can start from it: redis:// or rediss:// (TLS),
+    a host, auth in the URL if any, and no database but 0 (a cluster has only that one)."""
+    url = urlsplit(value)
+    fix = (
+        "run: pulumi config set --secret redisUrl "
+        "rediss://<user>:<password>@<configuration endpoint>:6379"
+    )
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise ConfigError(
+            f"{PROJECT}:redisUrl must be a redis:// or rediss:// URL with a host for "
+            f"redisMode cluster-external; {fix}"
+        )
+    if url.path not in ("", "/", "/0"):
+        raise ConfigError(
+            f"{PROJECT}:redisUrl selects database {url.path.lstrip('/')!r}, but a Redis "
+            f"Cluster has only database 0 (redisMode cluster-external); {fix}"
+        )
+    return value

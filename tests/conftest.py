@@ -5,6 +5,14 @@ Kafka and Redis are started once per session when they are not already running (
 stack is reused; otherwise both start fresh) and stopped at the end only if this session
 started them. A test that
 cannot reach them fails: nothing here skips.
+
+Every test that reaches Redis (through ``settings``, ``redis_client``, ``store`` or
+``start_apps``) runs twice: against the single Redis server (``[standalone]``) and against a
+Redis Cluster of 3 masters, each with a replica (``[cluster]``), started the first time a
+test needs it. ``--redis-modes=cluster`` (or ``standalone``) runs one mode only. A test that
+works on the standalone server's process itself (kills, pauses, a proxy in front of it) is
+marked ``standalone_redis``, and one that works on the cluster's nodes ``cluster_redis``
+(``tests/system/test_cluster.py``): each runs in its one mode, whatever ``--redis-modes``.
 """
 
 from __future__ import annotations
@@ -15,11 +23,43 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from devstack import stack
+from services.core.redis_client import RedisClient
 from services.core.settings import Settings
 from services.core.store import TaskStore
+
+REDIS_MODES = ("standalone", "cluster")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-modes",
+        default=",".join(REDIS_MODES),
+        help="the Redis modes the tests that reach Redis run against (comma-separated)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_mode" not in metafunc.fixturenames:
+        return
+    modes = [m for m in metafunc.config.getoption("--redis-modes").split(",") if m]
+    unknown = set(modes) - set(REDIS_MODES)
+    if unknown:
+        raise pytest.UsageError(f"--redis-modes: unknown {sorted(unknown)}; use {REDIS_MODES}")
+    if metafunc.definition.get_closest_marker("standalone_redis"):
+        modes = ["standalone"]
+    elif metafunc.definition.get_closest_marker("cluster_redis"):
+        modes = ["cluster"]
+    metafunc.parametrize("redis_mode", modes, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    """ "standalone" or "cluster": which Redis this test's settings and apps point at."""
+    mode: str = request.param
+    return mode
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +70,24 @@ def backends() -> Iterator[stack.StackState]:
         stack.stop_all(stack.load(stack.DEFAULT_HOME))
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(backends: stack.StackState) -> stack.StackState:
+    """The stack with its Redis Cluster up (started fresh unless one runs already)."""
+    if not backends.redis_cluster_alive():
+        stack.ensure_cluster(backends, keep_data=False)
+    return backends
+
+
+@pytest.fixture
+def redis_env(
+    backends: stack.StackState, redis_mode: str, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    """The KT_* variables that point the services at this test's Redis."""
+    if redis_mode == "cluster":
+        request.getfixturevalue("redis_cluster")
+    return backends.redis_env(cluster=redis_mode == "cluster")
+
+
 @pytest.fixture
 def namespace() -> str:
     """A fresh namespace: its own topics, consumer group and Redis keys."""
@@ -37,23 +95,31 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def settings(backends: stack.StackState, namespace: str) -> Settings:
+def settings(backends: stack.StackState, namespace: str, redis_env: dict[str, str]) -> Settings:
     return Settings(
         namespace=namespace,
         kafka_bootstrap_servers=backends.bootstrap_servers,
-        redis_url=backends.redis_url,
+        redis_url=redis_env["KT_REDIS_URL"],
+        redis_cluster=redis_env["KT_REDIS_CLUSTER"] == "true",
     )
 
 
+def plain_client(settings: Settings) -> RedisClient:
+    """A client of redis-py's own defaults for the test's Redis: the server or the cluster."""
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url)
+    return Redis.from_url(settings.redis_url)
+
+
 @pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
+async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+    client = plain_client(settings)
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-def store(redis_client: Redis, settings: Settings) -> TaskStore:
+def store(redis_client: RedisClient, settings: Settings) -> TaskStore:
     return TaskStore(redis_client, namespace=settings.namespace, result_ttl_seconds=60)
 
 
@@ -87,14 +153,15 @@ StartApps = Callable[..., AppStack]
 
 
 @pytest.fixture
-def start_apps(backends: stack.StackState) -> Iterator[StartApps]:
-    """Start an API and ``workers`` workers for a namespace; all are stopped after the test."""
+def start_apps(backends: stack.StackState, redis_env: dict[str, str]) -> Iterator[StartApps]:
+    """Start an API and ``workers`` workers for a namespace, on this test's Redis; all are
+    stopped after the test."""
     stacks: list[AppStack] = []
 
     def start(
         namespace: str, *, workers: int = 1, api: bool = True, env: dict[str, str] | None = None
     ) -> AppStack:
-        env = env or {}
+        env = {**redis_env, **(env or {})}
         api_process = (
             stack.start_api(backends, namespace=namespace, name=f"{namespace}-api", extra_env=env)
             if api

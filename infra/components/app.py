@@ -45,6 +45,8 @@ def app_settings(config: StackConfig) -> dict[str, str]:
         # Strimzi's KafkaTopics own the topics here; the services must not create them.
         env_var("declare_topics"): "false",
         env_var("worker_concurrency"): str(config.worker_concurrency),
+        # A cluster endpoint needs redis-py's cluster client (the keys are the same).
+        env_var("redis_cluster"): str(config.redis_mode == "cluster-external").lower(),
         # The ScaledObject's own thresholds, so the dashboard and `kafka-tasks lag` show the
         # replicas KEDA will ask for (services/core/autoscaling.py).
         env_var("autoscale_lag_threshold"): str(config.lag_threshold),

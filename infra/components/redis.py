@@ -1,4 +1,5 @@
-"""Redis for task state: an in-cluster Valkey StatefulSet with AOF, or an external URL."""
+"""Redis for task state: an in-cluster Valkey StatefulSet with AOF, or an external URL (a
+single managed Redis, or a managed cluster's endpoint)."""
 
 from __future__ import annotations
 
@@ -60,11 +61,11 @@ class Redis(pulumi.ComponentResource):
     ) -> None:
         super().__init__("kafka-tasks:platform:Redis", name, None, opts)
         self.statefulset: k8s.apps.v1.StatefulSet | None = None
-        if config.redis_mode == "external":
+        if config.redis_mode != "internal":
             if secrets.redis_url is None:  # load() refuses this; kept for the type checker
-                raise ValueError("redisUrl is required in external mode")
+                raise ValueError(f"redisUrl is required in {config.redis_mode} mode")
             self.url = pulumi.Output.secret(secrets.redis_url)
-            self.register_outputs({"mode": "external"})
+            self.register_outputs({"mode": config.redis_mode})
             return
         if secrets.redis_password is None:
             raise ValueError("redisPassword is required in internal mode")

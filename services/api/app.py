@@ -7,7 +7,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,6 +33,7 @@ from services.core.errors import (
     BackendUnavailableError,
     IdempotencyConflictError,
     IdempotencyKeyInUseError,
+    InvalidBatchError,
     InvalidOptionError,
     InvalidPayloadError,
     PayloadTooLargeError,
@@ -104,7 +109,11 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.include_router(dashboard.page)
     app.include_router(dashboard.data, responses=unauthorized)
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard")
-    app.add_middleware(BodySizeLimit, limit=settings.max_payload_bytes + ENVELOPE_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_payload_bytes + ENVELOPE_BYTES,
+        by_path={"/tasks/batch": settings.api_max_batch_bytes},
+    )
 
     # Outermost: it times everything, the size guard's 413s included.
     app.add_middleware(RequestTiming)
@@ -113,24 +122,40 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        if error.status_code != 405:
-            return await http_exception_handler(request, error)
+    def not_allowed(request: Request) -> JSONResponse:
         # Starlette's Allow names only the first route that matched the path; a path served
         # by several routes (GET and POST /tasks) must list all their methods. The OpenAPI
-        # document is the public list of them.
-        allowed = sorted(
-            method.upper()
+        # document is the public list of them. A literal path (/tasks/batch) is its own
+        # resource, not /tasks/{task_id}'s.
+        matching = {
+            template: operations
             for template, operations in app.openapi()["paths"].items()
             if compile_path(template)[0].fullmatch(request.url.path)
-            for method in operations
+        }
+        literal = {t: ops for t, ops in matching.items() if "{" not in t}
+        allowed = sorted(
+            method.upper() for operations in (literal or matching).values() for method in operations
         )
         return JSONResponse(
             {"detail": f"{request.method} is not allowed here; use {', '.join(allowed)}"},
             status_code=405,
             headers={"Allow": ", ".join(allowed)},
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code != 405:
+            return await http_exception_handler(request, error)
+        return not_allowed(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        # GET /tasks/batch reaches GET /tasks/{task_id}, whose id "batch" is malformed; but
+        # the client named an existing resource with a method it does not take.
+        operations = app.openapi()["paths"].get(request.url.path)
+        if operations is not None and request.method.lower() not in operations:
+            return not_allowed(request)
+        return await request_validation_exception_handler(request, error)
 
     @app.exception_handler(BackendUnavailableError)
     async def backend_unavailable(request: Request, error: BackendUnavailableError) -> JSONResponse:
@@ -143,11 +168,23 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
 
     @app.exception_handler(SubmissionUnknownError)
     async def submission_unknown(request: Request, error: SubmissionUnknownError) -> JSONResponse:
+        headers = {"Retry-After": "1"}
+        if len(error.task_ids) == 1:
+            headers["Location"] = f"/tasks/{error.task_ids[0]}"
         return JSONResponse(
-            {"detail": str(error)},
-            status_code=504,
-            headers={"Location": f"/tasks/{error.task_id}", "Retry-After": "1"},
+            {"detail": str(error), "task_ids": error.task_ids}, status_code=504, headers=headers
         )
+
+    @app.exception_handler(InvalidBatchError)
+    async def invalid_batch(request: Request, error: InvalidBatchError) -> JSONResponse:
+        detail: str | list[dict[str, Any]] = (
+            [{**e, "loc": ["body", "tasks", e["index"], *e["loc"]]} for e in error.errors]
+            if error.errors
+            else str(error)
+        )
+        # As for one task: an unknown task name is a 404, with every error listed.
+        unknown = any(e.get("type") == "unknown_task" for e in error.errors)
+        return JSONResponse({"detail": detail}, status_code=404 if unknown else 422)
 
     @app.exception_handler(UnknownTaskError)
     async def unknown_task(request: Request, error: UnknownTaskError) -> JSONResponse:

@@ -14,18 +14,21 @@ class BodySizeLimit:
     """Answers 413 for bodies over ``limit`` bytes, by Content-Length or as they stream in,
     so an oversized request is refused without being read into memory."""
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, by_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.by_path = by_path or {}
+        """Paths whose bodies may be larger (a batch of tasks)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.by_path.get(scope["path"], self.default)
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         received = 0
         refused = False
@@ -35,10 +38,10 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     # Answer now, and tell the app the client left so it stops reading.
                     refused = True
-                    await self._refuse(send)
+                    await self._refuse(send, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -49,8 +52,8 @@ class BodySizeLimit:
         with contextlib.suppress(ClientDisconnect):
             await self.app(scope, limited_receive, guarded_send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = f'{{"detail":"request body is over the {self.limit}-byte limit"}}'.encode()
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = f'{{"detail":"request body is over the {limit}-byte limit"}}'.encode()
         await send(
             {
                 "type": "http.response.start",

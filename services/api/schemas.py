@@ -102,6 +102,32 @@ class WorkflowEventPublic(WorkflowEvent):
     """One change of a workflow on its event stream."""
 
 
+class TaskBatchItem(BaseModel):
+    """One task of a batch: its name and payload. A batch takes no per-task options
+    (countdown, eta, expires, priority): submit such tasks one by one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=200, description="A name from GET /catalog.")
+    payload: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Validated against the task's payload schema."
+    )
+
+
+class TaskBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskBatchItem] = Field(
+        min_length=1, description="The tasks, at most `KT_API_MAX_BATCH_TASKS` of them."
+    )
+
+
+class TaskBatchPublic(BaseModel):
+    """The batch's tasks, in the order they were sent."""
+
+    items: list[TaskPublic]
+
+
 class CatalogEntry(BaseModel):
     name: str
     topic: str

@@ -157,6 +157,40 @@ def submit(
         emit(record, as_json)
 
 
+@app.command("submit-batch")
+def submit_batch(
+    source: Annotated[
+        typer.FileText,
+        typer.Argument(help='JSON Lines: {"task": ..., "payload": {...}} per line; - is stdin'),
+    ],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Repeat the same batch safely with the same key.")
+    ] = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Submit many tasks in one request, all or nothing (POST /tasks/batch)."""
+    items: list[tuple[str, dict[str, Any] | None]] = []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            items.append((entry["task"], entry.get("payload")))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise typer.BadParameter(
+                f'line {number}: not {{"task": ..., "payload": {{...}}}} ({error})',
+                param_hint="SOURCE",
+            ) from None
+    with client(url, api_key) as http:
+        records = http.submit_many(items, idempotency_key=idempotency_key)
+    if as_json:
+        console.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
+    else:
+        console.print(render.records_table(records))
+
+
 @app.command()
 def status(task_id: str, url: Url = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
     """Show a task's current record (exit 1 if it failed, 3 if cancelled, 9 if expired)."""

@@ -168,6 +168,21 @@ def schedules_of(response: httpx.Response) -> list[ScheduleStatus]:
     return [ScheduleStatus.model_validate(item) for item in response.json()["items"]]
 
 
+BatchItem = tuple[str, dict[str, Any] | None]
+"""One task of a batch: its name and payload."""
+
+
+def batch_submission(items: list[BatchItem], idempotency_key: str | None) -> dict[str, Any]:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    tasks = [{"task": task, "payload": payload or {}} for task, payload in items]
+    return {"json": {"tasks": tasks}, "headers": headers}
+
+
+def records_of(response: httpx.Response) -> list[TaskRecord]:
+    raise_for(response)
+    return [TaskRecord.model_validate(item) for item in response.json()["items"]]
+
+
 def list_params(
     state: str | None, task: str | None, limit: int, cursor: str | None
 ) -> dict[str, str | int]:

@@ -128,6 +128,18 @@ class AsyncClient:
         """Every periodic schedule with its next and last run."""
         return protocol.schedules_of(await self._retrying(lambda: self._http.get("/schedules")))
 
+    async def submit_many(
+        self, items: builtins.list[protocol.BatchItem], *, idempotency_key: str | None = None
+    ) -> builtins.list[TaskRecord]:
+        """Submit (task, payload) pairs in one request, all or nothing (``POST /tasks/batch``);
+        returns their PENDING records in order. Retried on 503 only with a key."""
+        request = protocol.batch_submission(items, idempotency_key)
+
+        def send() -> Awaitable[httpx.Response]:
+            return self._http.post("/tasks/batch", **request)
+
+        return protocol.records_of(await (self._retrying(send) if idempotency_key else send()))
+
     async def get(self, task_id: UUID | str) -> TaskRecord:
         return protocol.record_of(await self._retrying(lambda: self._http.get(f"/tasks/{task_id}")))
 

@@ -5,6 +5,7 @@ KafkaTasksError
 ├── InvalidPayloadError         a payload its task's model refuses (errors by location)
 ├── PayloadTooLargeError        a payload over ``max_payload_bytes``
 ├── InvalidOptionError          a submission option that cannot hold (eta, expires, priority)
+├── InvalidBatchError           a batch with invalid tasks (errors by index) or too many
 ├── TaskNotFoundError           no record for that id (never existed, or expired)
 ├── WorkflowNotFoundError       no workflow with that id (never existed, or expired)
 ├── WorkflowFinishedError       a cancel of a workflow that ended already
@@ -56,6 +57,13 @@ class InvalidOptionError(KafkaTasksError):
         super().__init__(f"{option}: {message}")
         self.option = option
         self.message = message
+
+
+class InvalidBatchError(KafkaTasksError):
+    def __init__(self, reason: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(reason)
+        self.errors = errors or []
+        """One per refused task: ``index``, and ``loc``, ``msg``, ``type`` (or just ``msg``)."""
 
 
 class TaskNotFoundError(KafkaTasksError):
@@ -112,12 +120,13 @@ class BackendUnavailableError(KafkaTasksError):
 
 
 class SubmissionUnknownError(KafkaTasksError):
-    def __init__(self, task_id: str, *, reason: str) -> None:
+    def __init__(self, task_ids: list[str], *, reason: str) -> None:
+        named = task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} tasks"
         super().__init__(
-            f"task {task_id} may or may not run: {reason}. Follow GET /tasks/{task_id} (it "
-            "answers 404 if nothing was kept) or resubmit with the same Idempotency-Key"
+            f"{named} may or may not run: {reason}. Follow GET /tasks/<id> (it answers 404 if "
+            "nothing was kept) or resubmit with the same Idempotency-Key"
         )
-        self.task_id = task_id
+        self.task_ids = task_ids
         self.reason = reason
 
 

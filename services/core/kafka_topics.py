@@ -63,21 +63,38 @@ async def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
         await admin.close()
 
 
-async def ensure_topics_when_kafka_answers(settings: Settings, catalog: Catalog) -> list[str]:
-    """``ensure_topics``, waiting out a Kafka that does not answer yet (a worker started
-    during an outage waits for it instead of exiting)."""
+async def wait_for_kafka(settings: Settings, catalog: Catalog) -> None:
+    """Before a worker starts: wait out a Kafka that does not answer yet (a worker started
+    during an outage waits for it instead of exiting), and declare the topics when they are
+    ours to declare."""
     delay = 0.5
     while True:
         try:
-            return await ensure_topics(settings, catalog)
+            if settings.declare_topics:
+                await ensure_topics(settings, catalog)
+            else:
+                await _answers(settings)
+            return
         except (KafkaError, OSError, TimeoutError) as error:
             log.warning(
-                "kafka unavailable; waiting to declare topics",
+                "kafka unavailable; waiting for it before starting",
                 error=str(error) or type(error).__name__,
                 in_seconds=delay,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+async def _answers(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+    await admin.start()
+    try:
+        await admin.list_topics()
+    finally:
+        await admin.close()
 
 
 async def _all_visible(admin: AIOKafkaAdminClient, names: list[str]) -> bool:

@@ -21,11 +21,11 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import JsonValue
-from redis.asyncio import Redis
 
 from services.core import state_scripts
 from services.core.keys import RedisKeys
 from services.core.limits import ConcurrencyLimit, RateLimit
+from services.core.redis_client import RedisClient
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ Guard = Callable[[Awaitable[Any]], Awaitable[Any]]
 
 class Limiter:
     def __init__(
-        self, redis: Redis, keys: RedisKeys, guard: Guard, *, lease_seconds: float
+        self, redis: RedisClient, keys: RedisKeys, guard: Guard, *, lease_seconds: float
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -77,6 +77,7 @@ class Limiter:
         self._rate = redis.register_script(state_scripts.RATE_SLOT)
         self._acquire = redis.register_script(state_scripts.CONCURRENCY_ACQUIRE)
         self._release = redis.register_script(state_scripts.CONCURRENCY_RELEASE)
+        self._wake = redis.register_script(state_scripts.WAKE)
 
     async def reserve(self, task: str, limit: RateLimit) -> Slot:
         """Reserve the task's next start slot (now, or later when over its limit)."""
@@ -100,18 +101,27 @@ class Limiter:
         return Admission(_decode(answer))
 
     async def release(self, key: ConcurrencyKey) -> UUID | None:
-        """Free the task's slot; returns the waiter it woke, if any."""
-        woken = await self._call(
-            self._release(
-                keys=[
-                    self._keys.concurrency_slots(key.task, key.value),
-                    self._keys.concurrency_waiters(key.task, key.value),
-                    self._keys.timers,
-                ],
-                args=[str(key.task_id), _ms(time.time()), self._keys.prefix],
+        """Free the task's slot; returns the waiter it woke, if any. Waiters are taken off
+        the list one by one (the slots' script) and woken in their own shard (a script on
+        their record and timers); one that waits no more is passed over."""
+        keys = [
+            self._keys.concurrency_slots(key.task, key.value),
+            self._keys.concurrency_waiters(key.task, key.value),
+        ]
+        freed = str(key.task_id)
+        while True:
+            waiter = _decode(await self._call(self._release(keys=keys, args=[freed])))
+            if not waiter:
+                return None
+            freed = ""
+            woken = await self._call(
+                self._wake(
+                    keys=state_scripts.WAKE_KEYS.resolve(self._keys, UUID(waiter)),
+                    args=[waiter, _ms(time.time())],
+                )
             )
-        )
-        return UUID(_decode(woken)) if woken else None
+            if int(woken):
+                return UUID(waiter)
 
     async def renew(self, held: Iterable[ConcurrencyKey]) -> None:
         """Extend the slots of running attempts with their leases."""

@@ -55,6 +55,36 @@ class TaskPublisher:
             ) from exc
         return f"{sent.topic}/{sent.partition}/{sent.offset}"
 
+    async def publish_many(
+        self, messages: list[tuple[str, BaseModel, str]]
+    ) -> list[str | BackendUnavailableError]:
+        """Send many (topic, message, key) as one producer batch; for each, its position once
+        the broker acknowledged it, or the error that says it was not (all within
+        ``kafka_request_timeout_ms``)."""
+        timeout = self._settings.kafka_request_timeout_ms / 1000
+        results: list[str | BackendUnavailableError] = [
+            BackendUnavailableError("kafka", "no acknowledgement from the broker (TimeoutError)")
+        ] * len(messages)
+        try:
+            async with asyncio.timeout(timeout):
+                producer = await self._ensure_started()
+                pending = [
+                    await producer.send(topic, message.model_dump_json().encode(), key=key.encode())
+                    for topic, message, key in messages
+                ]
+                for index, sent in enumerate(pending):
+                    try:
+                        meta = await sent
+                    except KafkaError as exc:
+                        results[index] = BackendUnavailableError(
+                            "kafka", f"no acknowledgement from the broker ({type(exc).__name__})"
+                        )
+                    else:
+                        results[index] = f"{meta.topic}/{meta.partition}/{meta.offset}"
+        except (KafkaError, TimeoutError, BackendUnavailableError):
+            pass  # what was not acknowledged by now keeps its error
+        return results
+
     async def ready(self) -> bool:
         """Whether a broker answers a metadata request now (cached metadata proves nothing)."""
         try:

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from services.core import state_scripts
 from services.core.keys import RedisKeys
+from services.core.redis_client import RedisClient
 
 Guard = Callable[[Awaitable[Any]], Awaitable[Any]]
 
@@ -32,7 +31,7 @@ class ScheduleProgress:
 
 
 class ScheduleBook:
-    def __init__(self, redis: Redis, keys: RedisKeys, guard: Guard) -> None:
+    def __init__(self, redis: RedisClient, keys: RedisKeys, guard: Guard) -> None:
         self._redis = redis
         self._keys = keys
         self._guard = guard

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     topic_replication_factor: Annotated[int, Field(ge=1, le=7)] = 1
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """A single Redis, or (with ``redis_cluster``) any node of a cluster: ``rediss://`` for
+    TLS, ``redis://:<password>@host`` or ``redis://<user>:<password>@host`` for auth."""
+    redis_cluster: bool = False
+    """Talk to a Redis Cluster (or Valkey / ElastiCache / Memorystore / Azure cluster mode)
+    with the cluster client. The keys and scripts are the same in both modes (keys.py)."""
     redis_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     redis_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Redis connections per process for requests and task writes. When all are busy a call
@@ -55,11 +60,19 @@ class Settings(BaseSettings):
     on a Redis connection of its own, apart from ``redis_max_connections``. One more is
     answered 503 with Retry-After (the client SDK polls meanwhile)."""
 
+    api_max_batch_tasks: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Tasks one ``POST /tasks/batch`` may carry."""
+    api_max_batch_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    """The largest body ``POST /tasks/batch`` reads (every payload still obeys
+    ``max_payload_bytes``)."""
+
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = contract.API_PORT
 
-    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
-    """How many tasks one worker process runs at once."""
+    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 500
+    """How many tasks one worker process runs at once. Async task functions mostly wait on
+    I/O, so hundreds fit in one process (64 capped the seed load test, issue 12); synchronous
+    ones are further held to ``worker_threads``."""
     worker_threads: Annotated[int, Field(ge=1, le=1_000)] = 16
     """Thread pool size for synchronous task functions."""
     worker_web_bind: str = "127.0.0.1"

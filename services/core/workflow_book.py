@@ -11,11 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
-
 from services.core import workflow_scripts
 from services.core.errors import WorkflowFinishedError, WorkflowNotFoundError
-from services.core.keys import RedisKeys
+from services.core.keys import SHARDS, RedisKeys, shard_of
+from services.core.redis_client import RedisClient
 from services.core.states import TaskState
 from services.core.workflows import (
     FailedMember,
@@ -60,8 +59,8 @@ def _moment(us: str) -> datetime:
 class WorkflowBook:
     def __init__(
         self,
-        redis: Redis,
-        streams: Redis,
+        redis: RedisClient,
+        streams: RedisClient,
         keys: RedisKeys,
         guard: Guard,
         *,
@@ -84,7 +83,7 @@ class WorkflowBook:
         keys = [
             self._keys.workflow(workflow_id),
             self._keys.workflow_events(workflow_id),
-            self._keys.workflows_due,
+            self._keys.workflows_due(shard_of(workflow_id)),
         ]
         args: list[str | int] = [
             str(workflow_id),
@@ -173,7 +172,7 @@ class WorkflowBook:
 
     async def settle(self, workflow_id: UUID, wake: str) -> bool:
         """Leave the outbox, unless a member woke the workflow since ``wake`` was read."""
-        keys = [self._keys.workflow(workflow_id), self._keys.workflows_due]
+        keys = [self._keys.workflow(workflow_id), self._keys.workflows_due(shard_of(workflow_id))]
         return bool(await self._guard(self._settle(keys=keys, args=[str(workflow_id), wake])))
 
     async def end(
@@ -184,7 +183,7 @@ class WorkflowBook:
         keys = [
             self._keys.workflow(workflow_id),
             self._keys.workflow_events(workflow_id),
-            self._keys.workflows_due,
+            self._keys.workflows_due(shard_of(workflow_id)),
         ]
         args: list[str | int] = [
             str(workflow_id),
@@ -204,10 +203,11 @@ class WorkflowBook:
     async def due(self, *, older_than_seconds: float, limit: int = 100) -> list[UUID]:
         """Workflows whose due step has waited over ``older_than_seconds`` (the outbox)."""
         high = int((time.time() - older_than_seconds) * 1000)
-        members = await self._guard(
-            self._redis.zrangebyscore(self._keys.workflows_due, "-inf", high, 0, limit)
-        )
-        return [UUID(_text(member)) for member in members]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.zrangebyscore(self._keys.workflows_due(shard), "-inf", high, 0, limit)
+            answers = await self._guard(pipe.execute())
+        return [UUID(_text(member)) for members in answers for member in members][:limit]
 
     async def follow(self, workflow_id: UUID) -> AsyncGenerator[WorkflowEvent | None, None]:
         """Yield each change of the workflow from its start, until it ends (None while

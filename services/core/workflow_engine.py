@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import JsonValue
 
@@ -27,6 +27,7 @@ from services.core.errors import (
     WorkflowFinishedError,
     WorkflowNotFoundError,
 )
+from services.core.keys import new_task_id
 from services.core.logs import get_logger
 from services.core.states import TaskState
 from services.core.store import TaskStore
@@ -88,7 +89,7 @@ class WorkflowEngine:
         of a group or chord). Should that submission fail, the workflow is cancelled and the
         error raised: nothing of it runs."""
         self.check(spec)
-        workflow_id = uuid4()
+        workflow_id = new_task_id()
         await self._book.create(workflow_id, spec)
         try:
             await self.advance(workflow_id)

@@ -12,10 +12,10 @@ from typing import Final
 
 EVENTS_MAX_LEN: Final = 1000
 
-# Lua, run by UPDATE after a terminal write. Uses UPDATE's locals (now_us, ttl, maxlen).
-# KEYS[4..6]: the workflow, its events, the outbox ('' when the task is no member).
+# Lua, run by UPDATE after a terminal write. Uses UPDATE's locals (record, now_us, ttl,
+# maxlen); the workflow's keys are the last of UPDATE's layout (absent for a non-member).
 MEMBER_DONE: Final = """
-local function workflow_member_done(record, wf, wf_events, outbox, status)
+local function workflow_member_done(wf, wf_events, outbox, status)
   local link = cjson.decode(redis.call('HGET', record, 'workflow') or 'null')
   if link == cjson.null or redis.call('EXISTS', wf) == 0 then return end
   local step = tonumber(link['step'])
@@ -89,7 +89,7 @@ end
 # KEYS: workflow, its events, outbox. ARGV: id, now (µs), kind, total, call on failure (1/0),
 # spec (JSON). Creates a RUNNING workflow, due in the outbox (its first steps to submit).
 # Returns 'ok' | 'exists'.
-CREATE: Final = f"""
+CREATE: Final = f"""#!lua
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[3], 'total', ARGV[4],
            'call_on_failure', ARGV[5], 'spec', ARGV[6], 'status', 'RUNNING', 'done', 0,
@@ -103,7 +103,7 @@ return 'ok'
 # KEYS: workflow, its events. ARGV: step, task id, now (µs).
 # Records that a step's task was submitted. Returns the workflow's status ('' if it is gone):
 # not RUNNING means it ended meanwhile (cancelled), and the caller cancels that task.
-ATTACH: Final = f"""
+ATTACH: Final = f"""#!lua
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return '' end
 if redis.call('HSETNX', KEYS[1], 'm:' .. ARGV[1], ARGV[2]) == 1 then
@@ -120,7 +120,7 @@ return status
 # KEYS: workflow, outbox. ARGV: id, the ``wake`` value read before submitting.
 # Leaves the outbox once what was due is submitted, unless a member woke the workflow again
 # meanwhile (its next step is due too). Returns 1 if it left.
-SETTLE: Final = """
+SETTLE: Final = """#!lua
 local wake = redis.call('HGET', KEYS[1], 'wake')
 if wake and wake ~= ARGV[2] and redis.call('HGET', KEYS[1], 'status') == 'RUNNING' then
   return 0
@@ -133,7 +133,7 @@ return 1
 # or FAILURE when a step cannot be submitted), failed member (JSON, '' for none).
 # Ends a RUNNING workflow: nothing more is submitted. Returns {'ok', member task ids...}
 # | {'missing'} | {'refused', status}.
-END: Final = f"""
+END: Final = f"""#!lua
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {{'missing'}} end
 if status ~= 'RUNNING' then return {{'refused', status}} end

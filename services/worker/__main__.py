@@ -1,12 +1,12 @@
-"""`python -m services.worker`: declare topics, then run the faust worker until SIGTERM."""
+"""`python -m services.worker`: wait for Kafka and declare topics, then run the faust worker
+until SIGTERM."""
 
 import asyncio
 
-import faust
 import mode.loop
 
 from services.core import policy
-from services.core.kafka_topics import ensure_topics_when_kafka_answers
+from services.core.kafka_topics import wait_for_kafka
 from services.core.logs import configure
 from services.core.priorities import Priority
 from services.core.publisher import TaskPublisher
@@ -19,6 +19,7 @@ from services.tasks import catalog
 from services.worker.app import create_worker_app
 from services.worker.dispatcher import Dispatcher
 from services.worker.leases import LeaseKeeper
+from services.worker.process import Worker, run
 from services.worker.reaper import Reaper
 from services.worker.retries import RetryScheduler
 from services.worker.runner import TaskRunner
@@ -35,8 +36,7 @@ def main() -> None:
     mode.loop.use("uvloop")
     settings = Settings()
     configure(level=settings.log_level, json=settings.log_json)
-    if settings.declare_topics:
-        asyncio.run(ensure_topics_when_kafka_answers(settings, catalog))
+    asyncio.run(wait_for_kafka(settings, catalog))
     redis = connect(settings)
     store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)
@@ -73,10 +73,7 @@ def main() -> None:
         settings, catalog, store, publisher, tasks, retries, leases, reaper, timers, scheduler
     )
     # redirect_stdouts=False: our JSON log lines are printed as they are, not re-logged.
-    worker = faust.Worker(
-        app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False
-    )
-    worker.execute_from_commandline()
+    run(Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False))
 
 
 if __name__ == "__main__":

@@ -29,12 +29,14 @@ class WorkerTaskContext:
         store: TaskStore,
         leases: LeaseKeeper,
         task_id: UUID,
+        task: str,
         attempt: int,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._store = store
         self._leases = leases
         self._task_id = task_id
+        self._task = task
         self._attempt = attempt
         self._loop = loop
 
@@ -61,6 +63,7 @@ class WorkerTaskContext:
             await self._store.transition(
                 self._task_id,
                 TaskState.PROGRESS,
+                task=self._task,
                 progress=Progress(percent=percent, message=message, meta=meta),
                 attempt=self._attempt,
             )

@@ -75,6 +75,9 @@ class TaskRunner:
         self._settings = settings
         self._limiter: Limiter = store.limiter()
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="task")
+        # A synchronous task starts (PROGRESS, lease, time limit) only once a thread is free
+        # for it: of the worker's many slots, only ``worker_threads`` can run such code.
+        self._threads = asyncio.Semaphore(settings.worker_threads)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -117,6 +120,19 @@ class TaskRunner:
         admitted, slot = await self._concurrency_slot(spec, message)
         if not admitted:
             return
+        if spec.is_async:
+            await self._run_spec(spec, message, delivery, slot)
+            return
+        async with self._threads:
+            await self._run_spec(spec, message, delivery, slot)
+
+    async def _run_spec(
+        self,
+        spec: TaskSpec,
+        message: TaskMessage,
+        delivery: str,
+        slot: ConcurrencyKey | None,
+    ) -> None:
         try:
             record = await until_available(lambda: self._start(message, delivery))
         except AlreadyRunningError as running:
@@ -241,6 +257,7 @@ class TaskRunner:
         return await self._store.transition(
             message.id,
             TaskState.PROGRESS,
+            task=message.task,
             progress=Progress(percent=0, message="started"),
             start_delivery=delivery,
         )
@@ -288,7 +305,9 @@ class TaskRunner:
 
     async def _call(self, spec: TaskSpec, message: TaskMessage, attempt: int) -> Any:
         loop = asyncio.get_running_loop()
-        context = WorkerTaskContext(self._store, self._leases, message.id, attempt, loop)
+        context = WorkerTaskContext(
+            self._store, self._leases, message.id, message.task, attempt, loop
+        )
         payload = spec.payload_model.model_validate(message.payload)
         if spec.is_async:
             call: Awaitable[Any] = spec.function(payload, context)
@@ -322,7 +341,12 @@ class TaskRunner:
         try:
             await until_available(
                 lambda: self._store.transition(
-                    message.id, TaskState.RETRY, error=failure, retry_at=due, attempt=attempt
+                    message.id,
+                    TaskState.RETRY,
+                    task=message.task,
+                    error=failure,
+                    retry_at=due,
+                    attempt=attempt,
                 )
             )
         except (InvalidTransitionError, TaskNotFoundError) as refused:
@@ -381,6 +405,7 @@ class TaskRunner:
                 lambda: self._store.transition(
                     message.id,
                     state,
+                    task=message.task,
                     result=result,
                     error=error,
                     progress=progress,

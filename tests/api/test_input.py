@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 
 import httpx
-from redis.asyncio import Redis
+
+from services.core.redis_client import RedisClient
 
 
-async def stored_keys(redis: Redis, namespace: str) -> list[bytes]:
+async def stored_keys(redis: RedisClient, namespace: str) -> list[bytes]:
     return [key async for key in redis.scan_iter(match=f"{namespace}:*")]
 
 
 async def test_every_kind_of_bad_submission_is_a_clear_4xx_that_stores_nothing(
-    api_client: httpx.AsyncClient, redis_client: Redis, namespace: str
+    api_client: httpx.AsyncClient, redis_client: RedisClient, namespace: str
 ) -> None:
     json_headers = {"content-type": "application/json"}
     cases = {
@@ -26,6 +27,10 @@ async def test_every_kind_of_bad_submission_is_a_clear_4xx_that_stores_nothing(
         "unknown task": (await api_client.post("/tasks", json={"task": "nope"}), 404),
         "invalid payload": (
             await api_client.post("/tasks", json={"task": "sleep", "payload": {"steps": 0}}),
+            422,
+        ),
+        "misspelt payload field": (
+            await api_client.post("/tasks", json={"task": "sleep", "payload": {"second": 5}}),
             422,
         ),
         "wrong content type": (
@@ -59,6 +64,27 @@ async def test_every_kind_of_bad_submission_is_a_clear_4xx_that_stores_nothing(
         detail = response.json()["detail"]
         assert detail, f"{name}: the error must say what to fix"
     assert await stored_keys(redis_client, namespace) == []
+
+
+async def test_a_payload_field_the_model_lacks_is_refused_by_name(
+    api_client: httpx.AsyncClient,
+) -> None:
+    # Dropped silently, a misspelt field would leave the task to run with its default.
+    response = await api_client.post(
+        "/tasks", json={"task": "sleep", "payload": {"second": 5, "steps": 2}}
+    )
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body", "payload", "second"], "extra_forbidden")
+
+
+async def test_the_stored_payload_is_what_the_model_outputs(
+    api_client: httpx.AsyncClient,
+) -> None:
+    # What the task receives, defaults filled in: the record, the message and the task agree.
+    response = await api_client.post("/tasks", json={"task": "sleep", "payload": {"seconds": 1}})
+    assert response.status_code == 202, response.text
+    assert response.json()["payload"] == {"seconds": 1.0, "steps": 10}
 
 
 async def test_a_streamed_body_over_the_limit_is_413(api_client: httpx.AsyncClient) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from bench.profile import frame_name, package, summarize_collapsed
-from bench.report import comparison_rows, markdown
+from bench.report import comparison_rows, markdown, targets
+from bench.seed import SeedOptions, summarize
 from bench.stats import Row, markdown_table, percentile, ratio
 
 
@@ -98,3 +100,76 @@ def test_longest_gap_without_a_finish_after_an_event() -> None:
     assert longest_gap(finishes, 0.0, 2.0) == pytest.approx(1.3)
     assert longest_gap([], 0.0, 2.0) == 2.0
     assert longest_gap(finishes, 1.6, 3.0) == pytest.approx(1.4)
+
+
+def test_the_five_targets_are_judged_side_by_side() -> None:
+    seed = {"failures": 0, "task_failures": 0, "requests_per_second": 900.0, "p50_ms": 2000.0}
+    seed |= {"p95_ms": 3000.0}
+    runs = [
+        summary("kafka-tasks", "burst noop", completion_rate=900),
+        summary("celery", "burst noop", completion_rate=300),
+        summary(
+            "kafka-tasks",
+            "open loop noop @200/s",
+            p99_ms=5,
+            cpu_ms_per_task={"api": 1.0, "kafka": 1.0, "driver": 5.0},
+        ),
+        summary(
+            "celery",
+            "open loop noop @200/s",
+            p99_ms=6,
+            cpu_ms_per_task={"api": 1.5, "worker": 1.0, "driver": 5.0},
+        ),
+        summary("kafka-tasks", "open loop sleep @200/s", p99_ms=66),
+        summary("celery", "open loop sleep @200/s", p99_ms=61),
+        summary("kafka-tasks", "fan-out 10000 noop in batches of 1000", complete_seconds=2.0),
+        summary("celery", "fan-out 10000 noop, one request each", submit_seconds=20.0),
+        {
+            "system": "kafka-tasks",
+            "scenario": "seed 1000 users",
+            "completed": 12000,
+            **seed,
+            "p99_ms": 9000.0,
+        },
+        {
+            "system": "celery",
+            "scenario": "seed 1000 users",
+            "completed": 12097,
+            **seed,
+            "p99_ms": 17000.0,
+        },
+    ]
+    judged = {target.name: target for target in targets(runs, offered_rate=200)}
+
+    assert {name: target.met for name, target in judged.items()} == {
+        "seed: tasks completed in 90 s": False,  # 12,000 < 12,097
+        "seed: failures (kafka-tasks)": True,
+        "seed: end-to-end p99, ms": True,
+        "noop @200/s: p99, ms": True,
+        "noop @200/s: CPU per task, ms": True,  # 2.0 against 2.5, the driver left out
+        "sleep 50 ms @200/s: p99, ms": True,  # 1.08x is within 10 %
+        "burst: completion rate, tasks/s": True,
+        "fan-out: s to submit+complete (ours) vs submit (anchor)": True,  # 10x
+    }
+    assert judged["fan-out: s to submit+complete (ours) vs submit (anchor)"].value == 10
+    text = markdown(runs, ceiling=5000, offered_rate=200, setup={}, command="x")
+    assert "| seed: tasks completed in 90 s | 12,000 | 12,097 | 0.99x | ≥ 1.0x | **no** |" in text
+
+
+def test_the_seed_scenario_is_read_from_locusts_csv(tmp_path: Path) -> None:
+    header = (
+        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+        "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+        "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%"
+    )
+    rows = [
+        "TASK,sleep via poll,1000,3,2000,2100,1000,9000,0,11.1,0.0,"
+        "2000,2100,2200,2300,2500,3000,4000,5000,8000,9000,9000",
+        ",Aggregated,21000,5,50,60,1,9000,10,233.3,0.0,50,60,70,80,90,100,200,300,900,9000,9000",
+    ]
+    stats = tmp_path / "seed-kafka-tasks_stats.csv"
+    stats.write_text("\n".join([header, *rows]) + "\n")
+    result = summarize("kafka-tasks", stats, SeedOptions(users=1000, seconds=90))
+    assert (result["completed"], result["task_failures"], result["failures"]) == (997, 3, 5)
+    assert result["p99_ms"] == 5000
+    assert result["requests"] == 21000

@@ -176,3 +176,18 @@ def test_workflow_submit_status_and_cancel(env: dict[str, str], tmp_path: Path) 
     code, out = run(env, "workflow", "submit", '{"kind": "chord", "tasks": [{"task": "add"}]}')
     assert code == 2  # refused before it is sent: a chord needs a callback
     assert "callback" in out
+
+
+def test_submit_batch_from_json_lines(env: dict[str, str], tmp_path: Path) -> None:
+    lines = tmp_path / "tasks.jsonl"
+    lines.write_text(
+        '{"task": "noop", "payload": {"echo": "1"}}\n\n{"task": "noop", "payload": {}}\n'
+    )
+    code, out = run(env, "submit-batch", str(lines), "--json")
+    assert code == 0, out
+    assert [record["task"] for record in json.loads(out)] == ["noop", "noop"]
+
+    lines.write_text('{"payload": {}}\n')
+    code, out = run(env, "submit-batch", str(lines))
+    assert code == 2
+    assert "line 1" in out

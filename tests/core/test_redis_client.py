@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+import uvloop
+from redis.asyncio import Connection
 from redis.exceptions import MaxConnectionsError
 
-from services.core.redis_client import connect
+from devstack import stack
+from services.core.redis_client import connect, past_closed_transports
 from services.core.settings import Settings
 
 
@@ -41,3 +45,48 @@ async def test_the_read_timeout_can_outlast_a_blocking_read(settings: Settings) 
     finally:
         await client.aclose()
     assert answer == []
+
+
+async def test_a_command_whose_connection_was_closed_under_it_is_sent_again(
+    backends: stack.StackState,
+) -> None:
+    # What redis-py 8.1 lets happen when one task disconnects idle connections while another
+    # picks one up: the write meets a closed transport, which uvloop (the services' loop)
+    # reports as RuntimeError, not a RedisError. The command is sent again on a fresh one.
+    assert backends.redis_server is not None
+    port = backends.redis_server.port
+
+    async def scenario() -> tuple[bytes, int, str]:
+        connection = Connection(port=port)
+        await connection.connect()
+        sends, first_error = 0, ""
+
+        async def ping() -> bytes:
+            nonlocal sends, first_error
+            sends += 1
+            try:
+                await connection.send_packed_command(connection.pack_command("PING"))
+            except RuntimeError as error:
+                first_error = str(error)
+                raise
+            answer: bytes = await connection.read_response()
+            return answer
+
+        assert connection._writer is not None
+        connection._writer.transport.close()  # another task's disconnect()
+        await asyncio.sleep(0)
+        answer = await past_closed_transports(ping)
+        await connection.disconnect()
+        return answer, sends, first_error
+
+    answer, sends, first_error = await asyncio.to_thread(uvloop.run, scenario())
+    assert "closed" in first_error
+    assert (answer, sends) == (b"PONG", 2)
+
+
+async def test_our_own_attribute_errors_are_not_mistaken_for_a_closed_connection() -> None:
+    async def bug() -> None:
+        raise AttributeError("a bug of ours")
+
+    with pytest.raises(AttributeError, match="a bug of ours"):
+        await past_closed_transports(bug)

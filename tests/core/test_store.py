@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from services.core.errors import (
     AlreadyRunningError,
@@ -17,10 +17,12 @@ from services.core.errors import (
     StaleAttemptError,
     TaskNotFoundError,
 )
+from services.core.keys import new_task_id, shard_of
 from services.core.models import Progress, TaskError, TaskMessage
+from services.core.redis_client import RedisClient
 from services.core.settings import Settings
 from services.core.states import TaskState
-from services.core.store import Reclaimed, TaskStore
+from services.core.store import EVENTS_MAX_LEN, Reclaimed, TaskStore
 from tests.helpers import eventually
 
 
@@ -68,11 +70,13 @@ async def test_missing_task_is_not_found(store: TaskStore) -> None:
 
 
 async def test_live_records_never_expire_and_terminal_ones_do(
-    store: TaskStore, redis_client: Redis
+    store: TaskStore, redis_client: RedisClient
 ) -> None:
     task_id = uuid.uuid4()
     await store.create(task_id, "noop", {})
     assert await redis_client.ttl(store.keys.record(task_id)) == -1
+    # The create is the record's version 1: a queued task has no events stream yet.
+    assert not await redis_client.exists(store.keys.events(task_id))
     await store.transition(task_id, TaskState.COMPLETE, result=None)
     ttl = await redis_client.ttl(store.keys.record(task_id))
     assert 0 < ttl <= 60
@@ -132,25 +136,34 @@ async def test_concurrent_writers_never_reopen_a_finished_task(store: TaskStore)
 
 
 async def test_idempotency_key_returns_the_first_task_or_conflicts(store: TaskStore) -> None:
-    first, created = await store.create(uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1")
+    first, created = await store.create(
+        new_task_id("k1"), "noop", {"echo": "a"}, idempotency_key="k1"
+    )
     # While the first request has not confirmed its publication, it may still take it back.
     with pytest.raises(IdempotencyKeyInUseError):
-        await store.create(uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1")
+        await store.create(new_task_id("k1"), "noop", {"echo": "a"}, idempotency_key="k1")
     await store.confirm_published(first.id, position="t/0/0")
     again, created_again = await store.create(
-        uuid.uuid4(), "noop", {"echo": "a"}, idempotency_key="k1"
+        new_task_id("k1"), "noop", {"echo": "a"}, idempotency_key="k1"
     )
     assert created
     assert not created_again
     assert again.id == first.id
 
     with pytest.raises(IdempotencyConflictError) as conflict:
-        await store.create(uuid.uuid4(), "noop", {"echo": "b"}, idempotency_key="k1")
+        await store.create(new_task_id("k1"), "noop", {"echo": "b"}, idempotency_key="k1")
     assert conflict.value.task_id == str(first.id)
 
 
+async def test_an_id_outside_its_idempotency_keys_shard_is_a_bug(store: TaskStore) -> None:
+    # The key and the record must share a slot for the create to be one atomic script.
+    other = next(i for i in iter(uuid.uuid4, None) if shard_of(i) != shard_of(new_task_id("k2")))
+    with pytest.raises(ValueError, match="shard of its Idempotency-Key"):
+        await store.create(other, "noop", {}, idempotency_key="k2")
+
+
 async def test_publication_deadlines_hold_until_the_message_is_confirmed_or_started(
-    redis_client: Redis, settings: Settings
+    redis_client: RedisClient, settings: Settings
 ) -> None:
     store = TaskStore(
         redis_client,
@@ -221,7 +234,9 @@ async def test_listing_filters_by_state_and_name_newest_first_with_a_cursor(
     assert len(rates["FAILURE"]) == 60
 
 
-async def test_expired_tasks_leave_the_indexes(redis_client: Redis, settings: Settings) -> None:
+async def test_expired_tasks_leave_the_indexes(
+    redis_client: RedisClient, settings: Settings
+) -> None:
     store = TaskStore(redis_client, namespace=settings.namespace, result_ttl_seconds=1)
     task_id = uuid.uuid4()
     await store.create(task_id, "noop", {})
@@ -257,11 +272,11 @@ async def test_writes_of_an_attempt_that_is_over_are_refused(store: TaskStore) -
 
 
 async def test_a_withdrawn_submission_leaves_nothing_and_cannot_come_back(
-    store: TaskStore, redis_client: Redis
+    store: TaskStore, redis_client: RedisClient
 ) -> None:
-    task_id = uuid.uuid4()
+    task_id = new_task_id("withdrawn-1")
     await store.create(task_id, "noop", {"echo": "x"}, idempotency_key="withdrawn-1")
-    assert await store.withdraw(task_id, idempotency_key="withdrawn-1")
+    assert await store.withdraw(task_id, task="noop", idempotency_key="withdrawn-1")
 
     with pytest.raises(TaskNotFoundError):
         await store.get(task_id)
@@ -281,7 +296,7 @@ async def test_a_started_task_is_not_withdrawn(store: TaskStore) -> None:
     task_id = uuid.uuid4()
     await store.create(task_id, "noop", {})
     await store.transition(task_id, TaskState.PROGRESS, start_delivery="t/0/3")
-    assert not await store.withdraw(task_id)
+    assert not await store.withdraw(task_id, task="noop")
     assert (await store.get(task_id)).status is TaskState.PROGRESS
 
 
@@ -301,7 +316,7 @@ async def test_a_lost_record_is_restored_from_its_message(store: TaskStore) -> N
 
 
 async def test_an_abandoned_attempt_is_claimed_once_and_then_restarts(
-    redis_client: Redis, settings: Settings
+    redis_client: RedisClient, settings: Settings
 ) -> None:
     store = TaskStore(
         redis_client, namespace=settings.namespace, result_ttl_seconds=60, lease_seconds=0.2
@@ -341,7 +356,7 @@ async def test_a_pending_task_is_claimed_only_at_the_position_its_message_had(
 
 
 async def test_a_failure_keeps_a_deadline_until_its_dead_letter_is_written(
-    redis_client: Redis, settings: Settings
+    redis_client: RedisClient, settings: Settings
 ) -> None:
     store = TaskStore(
         redis_client, namespace=settings.namespace, result_ttl_seconds=60, lease_seconds=0.2
@@ -364,3 +379,125 @@ async def test_a_failure_keeps_a_deadline_until_its_dead_letter_is_written(
     assert await store.overdue() == []
     assert await store.reclaim(task_id) is None
     assert (await store.get(task_id)).status is TaskState.FAILURE
+
+
+async def test_events_carry_what_changed_and_the_history_rebuilds_every_state(
+    store: TaskStore, redis_client: RedisClient
+) -> None:
+    task_id = new_task_id()
+    payload = {"blob": "x" * 20_000}
+    await store.create(task_id, "noop", payload)
+    await store.transition(task_id, TaskState.PROGRESS, task="noop", start_delivery="t/0/1")
+    for percent in (25, 50, 75):
+        await store.transition(
+            task_id, TaskState.PROGRESS, progress=Progress(percent=percent), attempt=1
+        )
+    result = {"big": "y" * 20_000}
+    await store.transition(task_id, TaskState.COMPLETE, result=result, attempt=1)
+
+    # Neither the payload nor the result is copied into the events: the 5 writes after the
+    # create (which is the record itself) stay small.
+    entries = await redis_client.xrange(store.keys.events(task_id))
+    assert len(entries) == 5
+    assert all(b"payload" not in fields and b"result" not in fields for _, fields in entries)
+    assert sum(len(k) + len(v) for _, fields in entries for k, v in fields.items()) < 3000
+
+    history = await store.history(task_id)
+    assert [(r.status, r.version, r.attempts) for r in history] == [
+        (TaskState.PENDING, 1, 0),
+        (TaskState.PROGRESS, 2, 1),
+        (TaskState.PROGRESS, 3, 1),
+        (TaskState.PROGRESS, 4, 1),
+        (TaskState.PROGRESS, 5, 1),
+        (TaskState.COMPLETE, 6, 1),
+    ]
+    assert [r.progress.percent if r.progress else None for r in history] == [
+        None,
+        None,
+        25,
+        50,
+        75,
+        75,
+    ]
+    assert all(r.payload == payload for r in history)
+    assert [r.result for r in history] == [None] * 5 + [result]
+    assert history[-1].model_dump() == (await store.get(task_id)).model_dump()
+
+
+async def blocked_clients(redis: RedisClient) -> int:
+    """Clients blocked in a command (XREAD) on the server, or on all masters of a cluster."""
+    if isinstance(redis, RedisCluster):
+        answers = await redis.info("clients", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(info["blocked_clients"]) for info in answers.values())
+    return int((await redis.info("clients"))["blocked_clients"])
+
+
+async def test_a_follower_waiting_for_the_terminal_write_receives_it(
+    store: TaskStore, redis_client: RedisClient
+) -> None:
+    # The terminal write rewrites the events stream (to give back its preallocated node):
+    # a follower blocked on it must still be woken with the last event.
+    task_id = new_task_id()
+    await store.create(task_id, "noop", {})
+    await store.transition(task_id, TaskState.PROGRESS, task="noop", start_delivery="t/0/1")
+    already_blocked = await blocked_clients(redis_client)
+    seen: list[TaskState] = []
+
+    async def follow() -> None:
+        async for record in store.follow(task_id, block_ms=30_000):
+            assert record is not None, "the terminal write must wake the follower"
+            seen.append(record.status)
+
+    follower = asyncio.create_task(follow())
+    await eventually(lambda: blocked_clients(redis_client), lambda n: n > already_blocked)
+    await store.transition(task_id, TaskState.COMPLETE, task="noop", result="done", attempt=1)
+    await asyncio.wait_for(follower, timeout=10)
+    assert seen == [TaskState.PROGRESS, TaskState.COMPLETE]
+
+
+async def test_a_queued_task_without_a_stream_is_followed_and_has_a_history(
+    store: TaskStore, redis_client: RedisClient
+) -> None:
+    # The create appends no event: the record is version 1. A follower that starts while the
+    # task is queued waits on a stream that does not exist yet and sees its first write.
+    task_id = new_task_id()
+    await store.create(task_id, "noop", {})
+    assert not await redis_client.exists(store.keys.events(task_id))
+    assert [(r.status, r.version) for r in await store.history(task_id)] == [(TaskState.PENDING, 1)]
+    seen: list[tuple[TaskState, int]] = []
+    first_read = asyncio.Event()
+
+    async def follow() -> None:
+        async for record in store.follow(task_id, block_ms=200):
+            if record is not None:
+                seen.append((record.status, record.version))
+                first_read.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(first_read.wait(), timeout=10)
+    await store.transition(task_id, TaskState.PROGRESS, task="noop", start_delivery="t/0/1")
+    await store.transition(task_id, TaskState.COMPLETE, result=1, attempt=1)
+    await asyncio.wait_for(follower, timeout=10)
+    assert seen == [(TaskState.PENDING, 1), (TaskState.PROGRESS, 2), (TaskState.COMPLETE, 3)]
+
+
+async def test_a_history_whose_oldest_events_were_trimmed_starts_at_the_first_kept(
+    store: TaskStore, redis_client: RedisClient
+) -> None:
+    task_id = new_task_id()
+    await store.create(task_id, "sleep", {})
+    await store.transition(task_id, TaskState.PROGRESS, task="sleep", start_delivery="t/0/1")
+    for step in range(EVENTS_MAX_LEN + 200):
+        await store.transition(
+            task_id, TaskState.PROGRESS, progress=Progress(percent=step % 100), attempt=1
+        )
+    entries = await redis_client.xrange(store.keys.events(task_id), count=1)
+    first_version = int(entries[0][1][b"version"])
+    assert first_version > 2, "the stream's cap should have dropped the oldest events"
+
+    history = await store.history(task_id)
+    # No PENDING made up from the record in front of a gap: the first state is the first
+    # event kept, and the versions run on from there without a hole.
+    assert history[0].version == first_version
+    assert [r.version for r in history] == list(range(first_version, history[-1].version + 1))
+    assert history[-1].model_dump() == (await store.get(task_id)).model_dump()

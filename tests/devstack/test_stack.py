@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,36 @@ async def end_offset(bootstrap: str, topic: str) -> int:
         return int((await consumer.end_offsets([partition]))[partition])
     finally:
         await consumer.stop()
+
+
+async def test_up_after_another_stack_took_the_old_ports_starts_afresh(tmp_path: Path) -> None:
+    # Kafka's nodes know each other by port (KRaft's voters) and cannot move; Redis can. A
+    # stack whose Kafka port another process took meanwhile starts both afresh, together,
+    # rather than failing; one whose Redis port was taken moves Redis and keeps its data.
+    state, _ = await asyncio.to_thread(stack.ensure_backends, tmp_path)
+    try:
+        assert state.redis_server is not None
+        redis.Redis(port=state.redis_server.port).set("kept", "1")
+        old_redis_port = state.redis_server.port
+        await asyncio.to_thread(stack.stop_all, state)
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", old_redis_port))
+            squatter.listen()
+            state, started = await asyncio.to_thread(stack.ensure_backends, tmp_path)
+        assert started
+        assert state.redis_server is not None
+        assert state.redis_server.port != old_redis_port
+        assert redis.Redis(port=state.redis_server.port).get("kept") == b"1"
+
+        old_kafka_port = state.kafka_nodes[0].port
+        await asyncio.to_thread(stack.stop_all, state)
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", old_kafka_port))
+            squatter.listen()
+            state, started = await asyncio.to_thread(stack.ensure_backends, tmp_path)
+        assert started
+        assert state.kafka_nodes[0].port != old_kafka_port
+        assert state.redis_server is not None
+        assert redis.Redis(port=state.redis_server.port).get("kept") is None  # reset together
+    finally:
+        await asyncio.to_thread(stack.stop_all, stack.load(tmp_path))

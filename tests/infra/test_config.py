@@ -250,3 +250,23 @@ def test_task_topics_that_would_share_a_kafkatopic_name_are_refused() -> None:
     assert "'kt.tasks.noop.high' and 'kt.tasks.noop-high' would both be the KafkaTopic" in problem
     fine = SimpleNamespace(consumed_topics=["kt.tasks.noop"], dead_letter_topic="kt.dead-letter")
     assert _rule_topic_names_distinct(fine) is None  # type: ignore[arg-type]
+
+
+def test_a_cluster_endpoint_needs_a_url(render_dev_with: Callable[..., RenderedStack]) -> None:
+    with pytest.raises(ConfigError, match=r"redisUrl is not set \(redisMode cluster-external\)"):
+        render_dev_with(secrets={"apiKeys": '["k"]'}, redisMode="cluster-external")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("rediss://:pw@cfg.example.com:6379/2", "has only database 0"),
+        ("http://cfg.example.com:6379", "redis:// or rediss://"),
+        ("rediss://", "with a host"),
+    ],
+)
+def test_a_cluster_endpoint_url_a_cluster_client_cannot_use_is_refused(
+    render_dev_with: Callable[..., RenderedStack], url: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match=says):
+        render_dev_with(secrets={"apiKeys": '["k"]', "redisUrl": url}, redisMode="cluster-external")

@@ -337,6 +337,25 @@ def test_external_redis_declares_no_statefulset_and_passes_the_url_as_secret(
     assert app_secret.secret_paths
 
 
+def test_a_cluster_endpoint_selects_the_cluster_client(
+    render_dev_with: Callable[..., RenderedStack],
+) -> None:
+    url = "rediss://app:pw@clustercfg.example.cache.amazonaws.com:6379"
+    rendered = render_dev_with(
+        secrets={"apiKeys": '["k"]', "redisUrl": url}, redisMode="cluster-external"
+    )
+    assert not rendered.kind("StatefulSet")
+    assert rendered.named("app-secrets").inputs["stringData"][contract.env_var("redis_url")] == url
+    assert rendered.named("app-settings").inputs["data"][contract.env_var("redis_cluster")] == (
+        "true"
+    )
+
+
+def test_a_single_redis_keeps_the_single_server_client(stack: RenderedStack) -> None:
+    settings = stack.named("app-settings").inputs["data"]
+    assert settings[contract.env_var("redis_cluster")] == "false"
+
+
 def test_charts_come_from_the_pinned_sources(stack: RenderedStack) -> None:
     config = parse_config(stack_config(stack.stack))
     strimzi = stack.named("strimzi-chart").inputs

@@ -11,18 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
+import pytest
 
 from devstack import processes, stack
+from services.core.keys import SHARDS, RedisKeys
+from services.core.redis_client import RedisClient
 from services.core.settings import Settings
+from services.core.state_codec import text
 from services.core.store import TaskStore
 from tests.conftest import StartApps
 from tests.helpers import eventually, submit, wait_status
 
 
-async def task_ids_in_redis(redis: Redis, namespace: str) -> set[str]:
-    keys = [key.decode() async for key in redis.scan_iter(match=f"{namespace}:task:*")]
-    return {key.split(":")[2] for key in keys if not key.endswith(":events")}
+async def task_ids_in_redis(redis: RedisClient, namespace: str) -> set[str]:
+    """The ids of every record of the namespace, found by scanning the key space (all nodes
+    of a cluster), not through the indexes."""
+    keys = RedisKeys(namespace)
+    found = [text(key) async for key in redis.scan_iter(match=keys.record_pattern)]
+    return {keys.after_kind(key, "task") for key in found}
+
+
+async def deadlines_held(redis: RedisClient, namespace: str) -> int:
+    """Live tasks with a deadline, over every shard."""
+    keys = RedisKeys(namespace)
+    return sum([await redis.zcard(keys.deadlines(shard)) for shard in range(SHARDS)])
 
 
 async def submit_when_ready(
@@ -40,7 +52,7 @@ async def submit_when_ready(
 
 
 async def test_kafka_down_means_503_and_no_orphans_then_normal_service(
-    start_apps: StartApps, namespace: str, backends: stack.StackState, redis_client: Redis
+    start_apps: StartApps, namespace: str, backends: stack.StackState, redis_client: RedisClient
 ) -> None:
     apps = start_apps(namespace, env={"KT_KAFKA_REQUEST_TIMEOUT_MS": "2000"})
     async with apps.client() as client:
@@ -76,6 +88,7 @@ async def test_kafka_down_means_503_and_no_orphans_then_normal_service(
     assert await task_ids_in_redis(redis_client, namespace) == {a["id"] for a in accepted}
 
 
+@pytest.mark.standalone_redis
 async def test_redis_down_means_503_and_a_restart_loses_no_running_task(
     start_apps: StartApps, namespace: str, backends: stack.StackState
 ) -> None:
@@ -108,7 +121,7 @@ async def test_redis_down_means_503_and_a_restart_loses_no_running_task(
 
 
 async def test_a_task_whose_api_died_before_publishing_it_runs_anyway(
-    start_apps: StartApps, namespace: str, settings: Settings, redis_client: Redis
+    start_apps: StartApps, namespace: str, settings: Settings, redis_client: RedisClient
 ) -> None:
     # What an API that died between the Redis write and the broker's ack leaves behind:
     # a PENDING record, never confirmed, whose message may or may not exist. The client got
@@ -134,14 +147,14 @@ async def test_a_task_whose_api_died_before_publishing_it_runs_anyway(
     assert normal_final["attempts"] == 1
     assert (
         await eventually(
-            lambda: redis_client.zcard(f"{namespace}:deadlines"), lambda n: n == 0, within=5
+            lambda: deadlines_held(redis_client, namespace), lambda n: n == 0, within=5
         )
         == 0
     )
 
 
 async def test_sigterm_lets_the_api_finish_in_flight_requests_before_it_exits(
-    start_apps: StartApps, namespace: str, backends: stack.StackState, redis_client: Redis
+    start_apps: StartApps, namespace: str, backends: stack.StackState, redis_client: RedisClient
 ) -> None:
     apps = start_apps(namespace)
     assert apps.api is not None

@@ -1,6 +1,7 @@
 """Replies lost between Redis and a client that then tries again, and a Redis that one API
 process cannot reach while the rest of the platform can: made with a TCP proxy in front of the
-suite's real Redis."""
+suite's real Redis server (so in that mode only: a cluster client reaches its nodes where the
+cluster says they are)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from devstack import stack
+from services.core.keys import new_task_id
 from services.core.models import Progress
-from services.core.redis_client import connect
+from services.core.redis_client import RedisClient, connect
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
@@ -23,6 +24,8 @@ from tests.conftest import StartApps
 from tests.helpers import eventually, submit, wait_status
 from tests.system.test_faults import task_ids_in_redis
 from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.standalone_redis
 
 
 @pytest.fixture
@@ -61,11 +64,10 @@ async def test_an_idempotent_create_whose_reply_was_lost_still_counts_as_created
     proxied_store: TaskStore, redis_proxy: TcpProxy
 ) -> None:
     # Answered "already submitted" to its own retry, the API would skip the publish.
-    task_id = uuid.uuid4()
+    key = f"lost-{uuid.uuid4()}"
+    task_id = new_task_id(key)
     redis_proxy.drop_next_reply(to_request_containing=b"EVALSHA")
-    record, created = await proxied_store.create(
-        task_id, "noop", {}, idempotency_key=f"lost-{task_id}"
-    )
+    record, created = await proxied_store.create(task_id, "noop", {}, idempotency_key=key)
     assert redis_proxy.dropped_replies == 1
     assert created
     assert record.id == task_id
@@ -110,7 +112,7 @@ async def test_a_confirmation_lost_after_the_broker_acknowledged_is_still_a_202(
     namespace: str,
     backends: stack.StackState,
     redis_proxy: TcpProxy,
-    redis_client: Redis,
+    redis_client: RedisClient,
 ) -> None:
     # The worker reaches Redis directly; only the API loses it, between Kafka's ack and the
     # confirmation. The task is stored and on Kafka: it will run, so the answer is 202.

@@ -9,12 +9,12 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from redis.asyncio import Redis
 
 from services.core.errors import TaskNotFoundError
 from services.core.kafka_topics import ensure_topics
 from services.core.lag import topic_partitions
 from services.core.models import Progress, TaskError, TaskMessage, TaskRecord
+from services.core.redis_client import RedisClient
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
@@ -73,7 +73,7 @@ async def test_pending_tasks_whose_messages_are_gone_from_kafka_run_anyway(
 
 
 async def test_a_running_task_whose_worker_is_gone_runs_again(
-    start_apps: StartApps, namespace: str, redis_client: Redis
+    start_apps: StartApps, namespace: str, redis_client: RedisClient
 ) -> None:
     # PROGRESS, held by a delivery whose worker no longer exists and whose message is
     # committed: what a lost COMPLETE write (or a worker lost with its Kafka data) leaves.
@@ -116,7 +116,7 @@ async def test_a_message_whose_record_was_lost_is_run_from_the_message(
 
 
 async def test_an_unconfirmed_task_still_queued_after_the_deadline_runs_once(
-    start_apps: StartApps, namespace: str, settings: Settings, redis_client: Redis
+    start_apps: StartApps, namespace: str, settings: Settings, redis_client: RedisClient
 ) -> None:
     # The API stored it and Kafka has it, but the confirmation never reached Redis: the task
     # is queued behind others, not lost. It must run, not be failed as "never published".
@@ -138,7 +138,7 @@ async def test_an_unconfirmed_task_still_queued_after_the_deadline_runs_once(
 
 
 async def test_a_failure_whose_worker_died_before_its_dead_letter_gets_one(
-    start_apps: StartApps, namespace: str, settings: Settings, redis_client: Redis
+    start_apps: StartApps, namespace: str, settings: Settings, redis_client: RedisClient
 ) -> None:
     # FAILURE is stored first and the dead letter written from it: a worker that died in
     # between leaves the letter to the reaper.

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 
 from devstack import processes, stack
 from services.core.lag import PartitionLag, group_lag
+from services.core.redis_client import RedisClient
 from services.core.settings import Settings
 from tests.conftest import StartApps
 from tests.helpers import eventually, submit, wait_status
@@ -36,6 +37,7 @@ def readiness(url: str) -> int:
         return 0
 
 
+@pytest.mark.standalone_redis
 async def test_a_redis_outage_longer_than_every_timer_leaves_the_workers_running(
     start_apps: StartApps, namespace: str, backends: stack.StackState
 ) -> None:
@@ -76,6 +78,7 @@ async def timed(request: Any) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
+@pytest.mark.standalone_redis
 async def test_a_paused_redis_turns_requests_into_prompt_503s_and_loses_nothing(
     start_apps: StartApps, namespace: str, backends: stack.StackState
 ) -> None:
@@ -118,7 +121,7 @@ async def test_a_submission_refused_while_a_broker_stalls_never_runs_later(
     namespace: str,
     backends: stack.StackState,
     settings: Settings,
-    redis_client: Redis,
+    redis_client: RedisClient,
 ) -> None:
     # The producer keeps the message it could not deliver in time and sends it once the broker
     # is back: the API answered 503, so that late copy must not run.

@@ -9,10 +9,10 @@ import uuid
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
 from devstack import processes, stack
 from services.core.lag import group_lag
+from services.core.redis_client import RedisClient
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from tests.conftest import AppStack, StartApps
@@ -83,7 +83,7 @@ FAST_FAILOVER = {"KT_WORKER_SESSION_TIMEOUT_SECONDS": "6"}
 
 
 async def test_sigkilled_workers_lose_no_task_and_never_rerun_a_finished_one(
-    start_apps: StartApps, namespace: str, store: TaskStore, redis_client: Redis
+    start_apps: StartApps, namespace: str, store: TaskStore, redis_client: RedisClient
 ) -> None:
     apps = start_apps(namespace, env=FAST_FAILOVER)
     async with apps.client() as client:

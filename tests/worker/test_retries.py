@@ -198,3 +198,20 @@ async def test_an_old_retry_message_does_not_cut_a_later_backoff_short(
         settings.kafka_bootstrap_servers, settings.consumer_group, [settings.task_topic("flaky")]
     )
     assert sum(row.end_offset for row in rows) == 0, "attempt 3 was sent before it was due"
+
+
+async def test_a_sync_task_starts_only_when_a_thread_is_free_for_it(
+    start_apps: StartApps, namespace: str
+) -> None:
+    # Two threads, many slots: six 0.6 s sync tasks with a 1 s time limit. Were they all started
+    # at once, four would wait for a thread on the clock and run over their limit; each must
+    # instead start when a thread frees and finish on its first attempt.
+    apps = start_apps(namespace, env={"KT_WORKER_THREADS": "2"})
+    async with apps.client() as client:
+        accepted = [
+            await submit(client, "overrun", {"overrun_attempts": 1, "seconds": 0.6})
+            for _ in range(6)
+        ]
+        finals = [await wait_status(client, a["id"], "COMPLETE", within=60) for a in accepted]
+    assert [f["result"] for f in finals] == [{"finished_on_attempt": 1}] * 6
+    assert [f["attempts"] for f in finals] == [1] * 6

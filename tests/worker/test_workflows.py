@@ -87,7 +87,7 @@ async def test_a_chain_passes_each_result_to_the_next_and_streams_its_members(
     assert done["result"] == 111
     assert done["results"] == [1, 11, 111]
     assert done["done"] == 3
-    assert third["payload"] == {"x": 100, "previous": 11}
+    assert third["payload"] == {"x": 100, "previous": 11, "seconds": 0}  # defaults stored
     finished = [
         (data["step"], data["done"])
         for kind, data in events
@@ -305,7 +305,7 @@ async def test_a_step_left_by_a_worker_that_died_is_submitted_by_the_reaper(
         second = await record_of(client, done["members"][1]["task_id"])
     assert done["status"] == "COMPLETE"
     assert done["result"] == 43
-    assert second["payload"] == {"x": 1, "previous": 42}
+    assert second["payload"] == {"x": 1, "previous": 42, "seconds": 0}
     assert second["attempts"] == 1
 
 
