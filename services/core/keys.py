@@ -36,7 +36,17 @@ Every key starts with ``<namespace>:{<shard tag>}:``, then:
 - ``finished:<minute>``: hash ``<S>:<epoch second>`` -> tasks that reached terminal state S.
   ``FINISHED_TTL_SECONDS``.
 
-One task's keys are in the shard of its id; the others are per shard.
+- ``timers``: sorted set, held-back task ids (a delay, a rate or concurrency limit) by due
+  time (ms). No TTL; a released or settled task leaves it.
+- ``workflow:<id>``, ``workflow-events:<id>``: a workflow's hash and stream, in its id's
+  shard; its members' ids share their first two bytes with it, so they are in it too. No TTL
+  while it runs; ``result_ttl_seconds`` once it ends.
+- ``workflows-due``: sorted set, the outbox of workflows with a step to submit. No TTL.
+
+One task's keys are in the shard of its id; the others are per shard. Outside the shards,
+with a hash tag of their own: ``rate-limit:<task>`` (one key per script),
+``{concurrency:<task>:<value>}:slots`` and ``:waiters`` (touched together), and
+``{scheduler}:leader`` with ``{scheduler}:schedule:<name>`` (a tick moves only by the leader).
 """
 
 from __future__ import annotations
