@@ -8,6 +8,7 @@ What must hold (README, Guarantees):
   a cancellation of it was accepted (then CANCELLED);
 - no record ever left a terminal state, and its versions rise one by one (event history);
 - no task had more failed attempts than its retry policy allows;
+- no delayed task (a countdown) started before it was due;
 - the dead-letter topic holds exactly the tasks that ended FAILURE;
 - no PENDING, PROGRESS or RETRY record is left;
 - a submission answered 4xx or 503, or refused before it reached an API, left nothing; one
@@ -93,6 +94,7 @@ def check(
 
     for task_id, history in snapshot.histories.items():
         _check_history(verdict, task_id, history)
+        _check_not_early(verdict, task_id, history)
 
     _check_dead_letters(verdict, snapshot)
     _check_leftovers(verdict, ops, snapshot, accepted)
@@ -175,6 +177,19 @@ def _check_history(verdict: Verdict, task_id: str, history: list[TaskRecord]) ->
         verdict.fail(
             "retry-policy",
             f"{failed_attempts} failed attempts, the policy allows {policy.max_attempts}",
+            task_id,
+        )
+
+
+def _check_not_early(verdict: Verdict, task_id: str, history: list[TaskRecord]) -> None:
+    """A task held back until ``due_at`` never starts before then (the same machine's clock
+    writes both times)."""
+    due = history[0].due_at if history else None
+    start = next((r.updated_at for r in history if r.status is TaskState.PROGRESS), None)
+    if due is not None and start is not None and start < due:
+        verdict.fail(
+            "not-early",
+            f"started {(due - start).total_seconds():.3f} s before it was due",
             task_id,
         )
 

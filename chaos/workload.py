@@ -14,6 +14,8 @@ import httpx
 TASK_MIX: dict[str, int] = {"noop": 30, "sleep": 20, "flaky": 12, "fail": 8, "overrun": 5}
 """Relative weights of the task types submitted."""
 
+DELAYED_SHARE = 0.3
+"""Share of ``noop`` submissions sent with a countdown (held in Redis until due)."""
 REPEAT_SHARE = 0.08
 """Share of requests that repeat an earlier submission with the same Idempotency-Key."""
 CANCEL_SHARE = 0.12
@@ -31,6 +33,8 @@ class Op:
     """Seconds since the run started."""
     task: str | None = None
     payload: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    """Submission options besides the payload (a countdown)."""
     key: str | None = None
     """The submission's Idempotency-Key: every submission has one, so that anything it left
     in Redis can be traced back to it."""
@@ -111,6 +115,7 @@ class Workload:
                 api,
                 task=first.task,
                 payload=first.payload,
+                options=first.options,
                 key=first.key,
                 repeat_of=first.number,
             )
@@ -120,8 +125,11 @@ class Workload:
         task = self.rng.choices(list(TASK_MIX), weights=list(TASK_MIX.values()))[0]
         number = len(self.ops)
         payload: dict[str, Any]
+        options: dict[str, Any] | None = None
         if task == "noop":
             payload = {"echo": f"op-{number}"}
+            if self.rng.random() < DELAYED_SHARE:
+                options = {"countdown": round(self.rng.uniform(0.5, 8.0), 2)}
         elif task == "sleep":
             payload = {"seconds": round(self.rng.uniform(0.5, 3.0), 2)}
             payload["steps"] = self.rng.randint(2, 6)
@@ -131,7 +139,9 @@ class Workload:
             payload = {"message": f"op-{number}"}
         else:
             payload = {"overrun_attempts": 1, "seconds": 2.0}
-        op = self._op("submit", api, task=task, payload=payload, key=f"chaos-op-{number}")
+        op = self._op(
+            "submit", api, task=task, payload=payload, options=options, key=f"chaos-op-{number}"
+        )
         self._originals.append(op)
         return op
 
@@ -158,7 +168,7 @@ class Workload:
             if op.kind == "submit":
                 response = await client.post(
                     "/tasks",
-                    json={"task": op.task, "payload": op.payload},
+                    json={"task": op.task, "payload": op.payload, **(op.options or {})},
                     headers={"Idempotency-Key": op.key or ""},
                 )
             else:

@@ -299,7 +299,7 @@ def grant_kafka(libs: Path, security: Security, bootstrap: str, namespace: str) 
     from devstack.kafka import java_command
     from services.tasks import catalog
 
-    grants = access.kafka_grants(namespace, catalog.names())
+    grants = access.kafka_grants(namespace, catalog)
     commands = [
         java_command(libs, "org.apache.kafka.tools.AclCommand", *arguments, heap="256m")
         for arguments in acl_commands(security, bootstrap, grants)

@@ -285,8 +285,15 @@ class StackConfig(BaseModel):
     # --- Derived values (one place, so components never recompute them differently) ----------
     @property
     def consumed_topics(self) -> list[str]:
-        """Topics the workers consume: every task topic of the catalog, then the retry topic."""
-        task_topics = [topics.task_topic(self.task_namespace, name) for name in catalog.names()]
+        """Topics the workers consume: every task topic of the catalog (a prioritised task's
+        high, default and low ones), then the retry topic."""
+        task_topics = [
+            topic
+            for spec in catalog.specs()
+            for topic in topics.task_topics(
+                self.task_namespace, spec.name, prioritized=spec.prioritized
+            )
+        ]
         return [*task_topics, topics.retry_topic(self.task_namespace)]
 
     @property
@@ -432,6 +439,36 @@ def _rule_min_not_above_max(c: StackConfig) -> str | None:
     return None
 
 
+def _rule_a_worker_keeps_time(c: StackConfig) -> str | None:
+    if c.worker_min_replicas < 1:
+        return (
+            "workerMinReplicas=0 would leave no worker running while no topic has lag, and "
+            "workers are what queue delayed and held-back tasks when they are due and fire "
+            "periodic schedules (none of which shows as lag). Set workerMinReplicas to 1 or more."
+        )
+    return None
+
+
+def _rule_topic_names_distinct(c: StackConfig) -> str | None:
+    names: dict[str, str] = {}
+    for topic in [*c.consumed_topics, c.dead_letter_topic]:
+        resource = kafka_topic_resource_name(topic)
+        if resource in names:
+            return (
+                f"topics {names[resource]!r} and {topic!r} would both be the KafkaTopic "
+                f"{resource!r} (dots become dashes): rename one of the tasks (a task named "
+                "'<name>-high' or '<name>-low' collides with a prioritised task's topics)."
+            )
+        names[resource] = topic
+    return None
+
+
+def kafka_topic_resource_name(topic: str) -> str:
+    """The KafkaTopic's metadata.name for a Kafka topic: dots are legal in both, but dashes
+    keep kubectl output readable (spec.topicName carries the exact Kafka name)."""
+    return topic.replace(".", "-")
+
+
 def _rule_idle_consumers_exclusive(c: StackConfig) -> str | None:
     if c.allow_idle_consumers and c.limit_to_partitions_with_lag:
         return (
@@ -554,6 +591,8 @@ def _rule_api_host(c: StackConfig) -> str | None:
 _RULES = (
     _rule_replicas_fit_partitions,
     _rule_min_not_above_max,
+    _rule_a_worker_keeps_time,
+    _rule_topic_names_distinct,
     _rule_idle_consumers_exclusive,
     _rule_activation_below_threshold,
     _rule_cooldown_after_polling,

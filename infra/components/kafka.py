@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import KAFKA_TLS_LISTENER, KAFKA_TLS_PORT, StackConfig
+from infra.config import KAFKA_TLS_LISTENER, KAFKA_TLS_PORT, StackConfig, kafka_topic_resource_name
 from infra.k8s import resources, wait_until_ready
 from infra.topic_layout import TopicLayout
 
@@ -209,7 +209,8 @@ class KafkaCluster(pulumi.ComponentResource):
 
 
 class KafkaTopics(pulumi.ComponentResource):
-    """One KafkaTopic per task of the catalog plus retry and dead-letter, each awaited Ready.
+    """One KafkaTopic per task topic of the catalog (three for a prioritised task: high,
+    default, low) plus retry and dead-letter, each awaited Ready.
 
     ``layout`` is the config's TopicLayout once checked against the deployed one
     (infra.topic_layout): a change Kafka would refuse fails the run before a topic is sent."""
@@ -242,9 +243,7 @@ class KafkaTopics(pulumi.ComponentResource):
                 api_version=STRIMZI_API_VERSION,
                 kind="KafkaTopic",
                 metadata={
-                    # Dots are legal in both names, but dashes keep kubectl output readable;
-                    # spec.topicName carries the exact Kafka name.
-                    "name": topic.replace(".", "-"),
+                    "name": kafka_topic_resource_name(topic),
                     "namespace": cluster.namespace,
                     "labels": {CLUSTER_LABEL: config.kafka_cluster_name},
                     "annotations": wait_until_ready(config.readiness_timeout_seconds),

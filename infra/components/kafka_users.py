@@ -47,7 +47,7 @@ class KafkaUsers(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kafka-tasks:platform:KafkaUsers", name, None, opts)
-        grants = access.kafka_grants(config.task_namespace, catalog.names())
+        grants = access.kafka_grants(config.task_namespace, catalog)
         self.users = {
             component: k8s.apiextensions.CustomResource(
                 f"{name}-{component.value}",

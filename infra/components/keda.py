@@ -87,7 +87,8 @@ def trigger_authentication_spec() -> dict[str, Any]:
 
 
 class WorkerAutoscaling(pulumi.ComponentResource):
-    """One ScaledObject for the worker Deployment with a kafka trigger per consumed topic."""
+    """One ScaledObject for the worker Deployment with a kafka trigger per consumed topic (each
+    priority topic its own: a backlog of any priority scales the workers)."""
 
     def __init__(
         self,

@@ -21,7 +21,8 @@ from starlette.routing import compile_path
 from services.api.deps import Services
 from services.api.limits import BodySizeLimit, reject_unknown_query
 from services.api.routes import catalog as catalog_routes
-from services.api.routes import dashboard, health, tasks
+from services.api.routes import dashboard, health, schedules, tasks
+from services.api.routes import workflows as workflows_routes
 from services.api.schemas import Problem
 from services.api.security import (
     ApiKeys,
@@ -31,7 +32,7 @@ from services.api.security import (
 )
 from services.api.streams import StreamSlots
 from services.api.timing import RequestTiming
-from services.core import contract
+from services.core import contract, policy
 from services.core.catalog import Catalog
 from services.core.errors import (
     BackendUnavailableError,
@@ -39,6 +40,7 @@ from services.core.errors import (
     IdempotencyConflictError,
     IdempotencyKeyInUseError,
     InvalidBatchError,
+    InvalidOptionError,
     InvalidPayloadError,
     PayloadTooLargeError,
     SubmissionUnknownError,
@@ -51,6 +53,7 @@ from services.core.redis_client import connect, verify_credentials
 from services.core.settings import Settings
 from services.core.store import FOLLOW_BLOCK_SECONDS, TaskStore
 from services.core.submission import Submitter
+from services.core.workflow_engine import WorkflowEngine
 
 log = get_logger(__name__)
 
@@ -84,8 +87,12 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
             except Exception as exc:  # the API still starts; /readyz tells the truth
                 log.warning("could not declare topics", error=str(exc))
         streams = StreamSlots(settings.api_max_event_streams)
+        policy.schedules(catalog, settings)  # a wrong schedule stops the start, with why
         submitter = Submitter(store, publisher, catalog, settings)
-        app.state.services = Services(settings, store, publisher, catalog, streams, submitter)
+        workflows = WorkflowEngine(store, submitter)
+        app.state.services = Services(
+            settings, store, publisher, catalog, streams, submitter, workflows
+        )
         try:
             yield
         finally:
@@ -112,7 +119,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     unauthorized: dict[int | str, dict[str, Any]] = {
         401: {"model": Problem, "description": "Missing or wrong API key."}
     }
-    for router in (tasks.router, catalog_routes.router):
+    for router in (tasks.router, workflows_routes.router, catalog_routes.router, schedules.router):
         app.include_router(router, dependencies=protected, responses=unauthorized)
     app.include_router(health.router)
     app.include_router(dashboard.page)
@@ -205,6 +212,11 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     @app.exception_handler(PayloadTooLargeError)
     async def payload_too_large(request: Request, error: PayloadTooLargeError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=413)
+
+    @app.exception_handler(InvalidOptionError)
+    async def invalid_option(request: Request, error: InvalidOptionError) -> JSONResponse:
+        detail = [{"loc": ["body", error.option], "msg": error.message, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(InvalidPayloadError)
     async def invalid_payload(request: Request, error: InvalidPayloadError) -> JSONResponse:

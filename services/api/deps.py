@@ -13,6 +13,7 @@ from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import TaskStore
 from services.core.submission import Submitter
+from services.core.workflow_engine import WorkflowEngine
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Services:
     catalog: Catalog
     streams: StreamSlots
     submitter: Submitter
+    workflows: WorkflowEngine
 
 
 async def get_services(request: Request) -> Services:

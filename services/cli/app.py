@@ -1,7 +1,7 @@
 """`kafka-tasks`: submit, follow and manage tasks from a terminal.
 
 Exit codes: 0 done, 1 the task failed, 3 cancelled, 4 not found, 5 timed out,
-6 unauthorised, 7 service unavailable, 8 bad request (2 is a usage error).
+6 unauthorised, 7 service unavailable, 8 bad request, 9 expired (2 is a usage error).
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -25,17 +28,23 @@ from services.client import (
     ClientError,
     ServiceUnavailable,
     TaskCancelledError,
+    TaskExpired,
     TaskFailed,
     TaskNotFound,
     TaskRecord,
     Unauthorized,
     WaitTimeout,
+    WorkflowFailed,
+    WorkflowRecord,
+    WorkflowSpec,
 )
 from services.core.settings import Settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode="rich")
 dlq = typer.Typer(help="Dead-lettered tasks (reads Kafka directly, with the KT_* settings).")
 app.add_typer(dlq, name="dlq")
+workflow = typer.Typer(help="Chains, groups and chords (Celery's canvas).", no_args_is_help=True)
+app.add_typer(workflow, name="workflow")
 console = Console()
 errors = Console(stderr=True)
 
@@ -47,7 +56,10 @@ EXIT: dict[type[ClientError], int] = {
     Unauthorized: 6,
     ServiceUnavailable: 7,
     BadRequest: 8,
+    TaskExpired: 9,
 }
+WORKFLOW_EXIT = {"FAILURE": 1, "CANCELLED": 3}
+TERMINAL_EXIT = {"FAILURE": 1, "CANCELLED": 3, "EXPIRED": 9}
 
 Url = Annotated[str | None, typer.Option("--url", envvar="KAFKA_TASKS_URL", help="API base URL.")]
 ApiKey = Annotated[
@@ -67,6 +79,8 @@ def client(url: str | None, api_key: str | None) -> Iterator[Client]:
         errors.print(str(error), style="red", markup=False, highlight=False, soft_wrap=True)
         if isinstance(error, TaskFailed) and error.remote_traceback:
             errors.print(error.remote_traceback, markup=False, highlight=False)
+        if isinstance(error, WorkflowFailed):
+            raise typer.Exit(WORKFLOW_EXIT[error.record.status]) from None
         raise typer.Exit(EXIT.get(type(error), 1)) from None
 
 
@@ -103,6 +117,19 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Repeat safely with the same key.")
     ] = None,
+    countdown: Annotated[
+        float | None, typer.Option(help="Queue it this many seconds from now.")
+    ] = None,
+    eta: Annotated[
+        datetime | None,
+        typer.Option(help="Queue it at this time (ISO 8601; UTC unless it has an offset)."),
+    ] = None,
+    expires: Annotated[
+        float | None, typer.Option(help="Seconds from now after which it is not started.")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="high, default or low (prioritized tasks).")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow it to the end with a progress bar.")
     ] = False,
@@ -116,7 +143,15 @@ def submit(
     """Submit a task."""
     body = parse_payload(payload, field)
     with client(url, api_key) as http:
-        record = http.submit(task, body, idempotency_key=idempotency_key)
+        record = http.submit(
+            task,
+            body,
+            idempotency_key=idempotency_key,
+            countdown=countdown,
+            eta=eta if eta is None or eta.tzinfo else eta.replace(tzinfo=UTC),
+            expires=expires,
+            priority=priority,
+        )
         if wait:
             record = follow(http, str(record.id), timeout=timeout, quiet=as_json)
         emit(record, as_json)
@@ -158,12 +193,12 @@ def submit_batch(
 
 @app.command()
 def status(task_id: str, url: Url = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
-    """Show a task's current record (exit 1 if it failed, 3 if cancelled)."""
+    """Show a task's current record (exit 1 if it failed, 3 if cancelled, 9 if expired)."""
     with client(url, api_key) as http:
         record = http.get(task_id)
         emit(record, as_json)
         if record.status.is_terminal and record.status != "COMPLETE":
-            raise typer.Exit(1 if record.status == "FAILURE" else 3)
+            raise typer.Exit(TERMINAL_EXIT[record.status])
 
 
 @app.command()
@@ -216,6 +251,76 @@ def list_tasks(
         console.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
     else:
         console.print(render.records_table(records))
+
+
+def emit_workflow(record: WorkflowRecord, as_json: bool) -> None:
+    if as_json:
+        console.print_json(record.model_dump_json())
+    else:
+        console.print(render.workflow_panel(record))
+
+
+@workflow.command("submit")
+def workflow_submit(
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help='The workflow as JSON, or @file: {"kind": "chain", "tasks": [{"task": "add", '
+            '"payload": {"x": 1}}, ...]}; a chord adds "callback".'
+        ),
+    ],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it ends.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after seconds.")
+    ] = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a chain, group or chord (exit 1 if it fails, 3 if cancelled, with --wait)."""
+    text = Path(spec[1:]).read_text(encoding="utf-8") if spec.startswith("@") else spec
+    try:
+        body = WorkflowSpec.model_validate_json(text)
+    except ValidationError as error:
+        raise typer.BadParameter(str(error), param_hint="SPEC") from None
+    with client(url, api_key) as http:
+        record = http.submit_workflow(body)
+        if wait:
+            record = http.wait_workflow(record.id, timeout=timeout)
+        emit_workflow(record, as_json)
+
+
+@workflow.command("status")
+def workflow_status(
+    workflow_id: str, url: Url = None, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """Show a workflow: n of m done, each member's state and result (exit 1 if it failed,
+    3 if cancelled)."""
+    with client(url, api_key) as http:
+        record = http.get_workflow(workflow_id)
+        emit_workflow(record, as_json)
+        if record.status in WORKFLOW_EXIT:
+            raise typer.Exit(WORKFLOW_EXIT[record.status])
+
+
+@workflow.command("cancel")
+def workflow_cancel(
+    workflow_id: str, url: Url = None, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """Cancel a workflow and its pending and running members (exit 8 if it ended)."""
+    with client(url, api_key) as http:
+        emit_workflow(http.cancel_workflow(workflow_id), as_json)
+
+
+@app.command()
+def schedules(url: Url = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """Periodic schedules with their next and last run."""
+    with client(url, api_key) as http:
+        items = http.schedules()
+    if as_json:
+        console.print_json(json.dumps([item.model_dump(mode="json") for item in items]))
+    else:
+        console.print(render.schedules_table(items))
 
 
 @dlq.command("list")

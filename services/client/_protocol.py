@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -14,12 +15,17 @@ from services.client.errors import (
     BadRequest,
     ServiceUnavailable,
     TaskCancelledError,
+    TaskExpired,
     TaskFailed,
     TaskNotFound,
     Unauthorized,
+    WorkflowFailed,
 )
 from services.core.models import TaskRecord
+from services.core.priorities import Priority
+from services.core.schedules import ScheduleStatus
 from services.core.states import TaskState
+from services.core.workflows import WorkflowRecord, WorkflowState
 
 URL_ENV = "KAFKA_TASKS_URL"
 API_KEY_ENV = "KAFKA_TASKS_API_KEY"
@@ -104,14 +110,62 @@ def outcome(record: TaskRecord) -> TaskRecord:
         raise TaskFailed(record)
     if record.status is TaskState.CANCELLED:
         raise TaskCancelledError(record)
+    if record.status is TaskState.EXPIRED:
+        raise TaskExpired(record)
     return record
 
 
+def workflow_of(response: httpx.Response) -> WorkflowRecord:
+    raise_for(response)
+    return WorkflowRecord.model_validate(response.json())
+
+
+def workflow_outcome(record: WorkflowRecord) -> WorkflowRecord:
+    """The record of a COMPLETE workflow; raises WorkflowFailed for FAILURE and CANCELLED."""
+    if record.status in (WorkflowState.FAILURE, WorkflowState.CANCELLED):
+        raise WorkflowFailed(record)
+    return record
+
+
+@dataclass(frozen=True)
+class Options:
+    """When and how a submission runs (Celery's apply_async options)."""
+
+    countdown: float | None = None
+    """Queue it this many seconds from now."""
+    eta: datetime | None = None
+    """Queue it at this (aware) time."""
+    expires: datetime | float | None = None
+    """Not started by this time (or this many seconds from now), it ends EXPIRED."""
+    priority: Priority | None = None
+    """high, default or low (tasks declared prioritized)."""
+
+    def body(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.countdown is not None:
+            fields["countdown"] = self.countdown
+        if self.eta is not None:
+            fields["eta"] = self.eta.isoformat()
+        if isinstance(self.expires, datetime):
+            fields["expires"] = self.expires.isoformat()
+        elif self.expires is not None:
+            fields["expires"] = self.expires
+        if self.priority is not None:
+            fields["priority"] = Priority(self.priority).value
+        return fields
+
+
 def submission(
-    task: str, payload: dict[str, Any] | None, idempotency_key: str | None
+    task: str, payload: dict[str, Any] | None, idempotency_key: str | None, options: Options
 ) -> dict[str, Any]:
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    return {"json": {"task": task, "payload": payload or {}}, "headers": headers}
+    body = {"task": task, "payload": payload or {}, **options.body()}
+    return {"json": body, "headers": headers}
+
+
+def schedules_of(response: httpx.Response) -> list[ScheduleStatus]:
+    raise_for(response)
+    return [ScheduleStatus.model_validate(item) for item in response.json()["items"]]
 
 
 BatchItem = tuple[str, dict[str, Any] | None]

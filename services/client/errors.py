@@ -3,7 +3,9 @@
 ClientError
 ├── TaskFailed             the task ended FAILURE (remote error type, message, traceback)
 ├── TaskCancelledError     the task ended CANCELLED
-├── WaitTimeout            the task did not finish within the wait
+├── TaskExpired            the task ended EXPIRED (not started before its expiry)
+├── WorkflowFailed         the workflow ended FAILURE (the failed member named) or CANCELLED
+├── WaitTimeout            the task (or workflow) did not finish within the wait
 └── ApiError               the API said no (status code and detail)
     ├── BadRequest         4xx for the request itself (422, 413, 415, 409 ...)
     ├── TaskNotFound       404
@@ -14,6 +16,7 @@ ClientError
 from __future__ import annotations
 
 from services.core.models import TaskRecord
+from services.core.workflows import WorkflowRecord
 
 
 class ClientError(Exception):
@@ -34,6 +37,20 @@ class TaskCancelledError(ClientError):
     def __init__(self, record: TaskRecord) -> None:
         self.record = record
         super().__init__(f"task {record.id} was cancelled")
+
+
+class TaskExpired(ClientError):
+    def __init__(self, record: TaskRecord) -> None:
+        self.record = record
+        super().__init__(f"task {record.id} expired at {record.expires_at} before it started")
+
+
+class WorkflowFailed(ClientError):
+    def __init__(self, record: WorkflowRecord) -> None:
+        self.record = record
+        failed = record.failed
+        where = f" at step {failed.step} ({failed.status})" if failed else ""
+        super().__init__(f"workflow {record.id} ended {record.status}{where}")
 
 
 class WaitTimeout(ClientError):

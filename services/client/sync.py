@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,9 @@ from httpx_sse import SSEError, connect_sse
 from services.client import _protocol as protocol
 from services.client.errors import ServiceUnavailable, WaitTimeout
 from services.core.models import TaskRecord
+from services.core.priorities import Priority
+from services.core.schedules import ScheduleStatus
+from services.core.workflows import WorkflowRecord, WorkflowSpec
 
 POLL_SECONDS = 0.5
 
@@ -58,14 +62,65 @@ class Client:
         payload: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: datetime | float | None = None,
+        priority: Priority | str | None = None,
     ) -> TaskRecord:
-        """Submit a task; returns its PENDING record. Retried on 503 only with a key."""
-        request = protocol.submission(task, payload, idempotency_key)
+        """Submit a task; returns its PENDING record. Retried on 503 only with a key.
+
+        ``countdown`` (seconds) or ``eta`` (an aware time) hold it back until then;
+        ``expires`` (a time, or seconds from now) ends it EXPIRED if not started by then;
+        ``priority``: high, default or low."""
+        options = protocol.Options(
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            priority=Priority(priority) if priority is not None else None,
+        )
+        request = protocol.submission(task, payload, idempotency_key, options)
 
         def send() -> httpx.Response:
             return self._http.post("/tasks", **request)
 
         return protocol.record_of(self._retrying(send) if idempotency_key else send())
+
+    def submit_workflow(self, spec: WorkflowSpec) -> WorkflowRecord:
+        """Submit a chain, group or chord (see ``services.client.canvas``); returns it
+        RUNNING, its first steps submitted."""
+        response = self._http.post("/workflows", json=spec.request_body())
+        return protocol.workflow_of(response)
+
+    def get_workflow(self, workflow_id: UUID | str) -> WorkflowRecord:
+        """Its status, progress (``done`` of ``total``), members and results."""
+        return protocol.workflow_of(
+            self._retrying(lambda: self._http.get(f"/workflows/{workflow_id}"))
+        )
+
+    def cancel_workflow(self, workflow_id: UUID | str) -> WorkflowRecord:
+        """Cancel it: nothing more is submitted, its pending and running members are
+        cancelled."""
+        return protocol.workflow_of(
+            self._retrying(lambda: self._http.post(f"/workflows/{workflow_id}/cancel"))
+        )
+
+    def wait_workflow(
+        self, workflow_id: UUID | str, *, timeout: float | None = None
+    ) -> WorkflowRecord:
+        """Wait until the workflow ends: its record if COMPLETE; WorkflowFailed (FAILURE or
+        CANCELLED) or WaitTimeout otherwise. Polls ``GET /workflows/<id>``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.get_workflow(workflow_id)
+            if record.status.is_terminal:
+                return protocol.workflow_outcome(record)
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(str(workflow_id), timeout or 0, None)
+            time.sleep(POLL_SECONDS)
+
+    def schedules(self) -> builtins.list[ScheduleStatus]:
+        """Every periodic schedule with its next and last run."""
+        return protocol.schedules_of(self._retrying(lambda: self._http.get("/schedules")))
 
     def submit_many(
         self, items: builtins.list[protocol.BatchItem], *, idempotency_key: str | None = None

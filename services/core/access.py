@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from services.core import topics
+from services.core.catalog import Catalog
 
 
 class Component(enum.StrEnum):
@@ -74,9 +75,14 @@ class KafkaGrant:
         }
 
 
-def kafka_grants(namespace: str, task_names: list[str]) -> dict[Component, list[KafkaGrant]]:
-    """Every component's Kafka ACLs for the tasks ``task_names`` of ``namespace``."""
-    task_topics = [topics.task_topic(namespace, name) for name in task_names]
+def kafka_grants(namespace: str, catalog: Catalog) -> dict[Component, list[KafkaGrant]]:
+    """Every component's Kafka ACLs for the tasks of ``catalog`` in ``namespace``: each task
+    topic, a prioritised task's high, default and low ones included."""
+    task_topics = [
+        topic
+        for spec in catalog.specs()
+        for topic in topics.task_topics(namespace, spec.name, prioritized=spec.prioritized)
+    ]
     retry = topics.retry_topic(namespace)
     dead_letter = topics.dead_letter_topic(namespace)
     workers = topics.consumer_group(namespace)

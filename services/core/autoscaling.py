@@ -1,9 +1,10 @@
-"""The worker ScaledObject as the services see it: one kafka trigger per task topic plus the
-retry topic, with the thresholds from settings (which infra fills from the stack config)."""
+"""The worker ScaledObject as the services see it: one kafka trigger per task topic (per
+priority for a prioritised task) plus the retry topic, with the thresholds from settings
+(which infra fills from the stack config)."""
 
 from __future__ import annotations
 
-from services.core import contract, topics
+from services.core import contract, policy, topics
 from services.core.catalog import Catalog
 from services.core.kafka_security import client_options
 from services.core.lag import PartitionLag, group_lag
@@ -21,7 +22,7 @@ def worker_policy(settings: Settings, catalog: Catalog) -> ScalingPolicy:
         limit_to_partitions_with_lag=settings.autoscale_limit_to_partitions_with_lag,
     )
     return ScalingPolicy.uniform(
-        [settings.task_topic(name) for name in catalog.names()],
+        policy.all_task_topics(catalog, settings),
         lag_threshold=settings.autoscale_lag_threshold,
         activation_lag_threshold=settings.autoscale_activation_lag_threshold,
         min_replicas=settings.autoscale_min_replicas,

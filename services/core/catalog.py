@@ -16,6 +16,8 @@ from typing import Any, Protocol, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from services.core.errors import UnknownTaskError
+from services.core.limits import ConcurrencyLimit, RateLimit
+from services.core.schedules import Schedule
 
 _JITTER = random.Random()
 
@@ -96,6 +98,12 @@ class TaskSpec:
     timeout_seconds: float | None = None
     retry: RetryPolicy = NO_RETRY
     description: str = ""
+    schedules: tuple[Schedule, ...] = ()
+    rate_limit: RateLimit | None = None
+    concurrency: ConcurrencyLimit | None = None
+    prioritized: bool = False
+    """It has a topic per priority (high, default, low); otherwise only the default one, and
+    a submission with another priority is refused."""
 
 
 @dataclass
@@ -110,8 +118,16 @@ class Catalog:
         *,
         timeout_seconds: float | None = None,
         retry: RetryPolicy = NO_RETRY,
+        schedule: Schedule | list[Schedule] | None = None,
+        rate_limit: str | None = None,
+        concurrency: ConcurrencyLimit | None = None,
+        prioritized: bool = False,
     ) -> Callable[[TaskFunction], TaskFunction]:
-        """Register a task; its first parameter's annotation is the payload model."""
+        """Register a task; its first parameter's annotation is the payload model.
+
+        ``schedule``: one or more periodic schedules (their payloads checked here);
+        ``rate_limit``: Celery's notation, e.g. ``"100/m"``; ``concurrency``: at most N running
+        per value of a payload field; ``prioritized``: a topic per priority."""
 
         def register(function: TaskFunction) -> TaskFunction:
             task_name = name or function.__name__
@@ -119,14 +135,42 @@ class Catalog:
                 raise ValueError(f"task name {task_name!r} must match {TASK_NAME.pattern}")
             if task_name in self._specs:
                 raise ValueError(f"task {task_name!r} is registered twice")
+            model = _payload_model_of(function)
+            if concurrency is not None and concurrency.key not in model.model_fields:
+                raise ValueError(
+                    f"task {task_name!r}: concurrency key {concurrency.key!r} is not a field of "
+                    f"{model.__name__} (fields: {', '.join(model.model_fields)})"
+                )
+            declared = (
+                []
+                if schedule is None
+                else [schedule]
+                if isinstance(schedule, Schedule)
+                else schedule
+            )
+            schedules = tuple(
+                entry.model_copy(
+                    update={
+                        "task": task_name,
+                        "name": entry.name or (task_name if i == 0 else f"{task_name}-{i}"),
+                    }
+                )
+                for i, entry in enumerate(declared)
+            )
+            for entry in schedules:
+                model.model_validate(entry.payload)  # a wrong payload fails at import, not at 3 am
             self._specs[task_name] = TaskSpec(
                 name=task_name,
-                payload_model=_payload_model_of(function),
+                payload_model=model,
                 function=function,
                 is_async=inspect.iscoroutinefunction(function),
                 timeout_seconds=timeout_seconds,
                 retry=retry,
                 description=inspect.getdoc(function) or "",
+                schedules=schedules,
+                rate_limit=RateLimit.parse(rate_limit) if rate_limit else None,
+                concurrency=concurrency,
+                prioritized=prioritized,
             )
             return function
 

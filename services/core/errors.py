@@ -4,8 +4,11 @@ KafkaTasksError
 ├── UnknownTaskError            a task name the catalog does not hold
 ├── InvalidPayloadError         a payload its task's model refuses (errors by location)
 ├── PayloadTooLargeError        a payload over ``max_payload_bytes``
+├── InvalidOptionError          a submission option that cannot hold (eta, expires, priority)
 ├── InvalidBatchError           a batch with invalid tasks (errors by index) or too many
 ├── TaskNotFoundError           no record for that id (never existed, or expired)
+├── WorkflowNotFoundError       no workflow with that id (never existed, or expired)
+├── WorkflowFinishedError       a cancel of a workflow that ended already
 ├── InvalidTransitionError      a write that the state table refuses (e.g. a terminal task)
 │   ├── AlreadyRunningError     an attempt runs already from another copy of the message
 │   └── StaleAttemptError       a write of an attempt that is no longer the task's current one
@@ -51,6 +54,13 @@ class PayloadTooLargeError(KafkaTasksError):
         self.limit = limit
 
 
+class InvalidOptionError(KafkaTasksError):
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
 class InvalidBatchError(KafkaTasksError):
     def __init__(self, reason: str, *, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(reason)
@@ -62,6 +72,19 @@ class TaskNotFoundError(KafkaTasksError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task with id {task_id}")
         self.task_id = task_id
+
+
+class WorkflowNotFoundError(KafkaTasksError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow {workflow_id} (never submitted, or expired)")
+        self.workflow_id = workflow_id
+
+
+class WorkflowFinishedError(KafkaTasksError):
+    def __init__(self, workflow_id: str, *, status: str) -> None:
+        super().__init__(f"workflow {workflow_id} is already {status}")
+        self.workflow_id = workflow_id
+        self.status = status
 
 
 class InvalidTransitionError(KafkaTasksError):

@@ -13,7 +13,7 @@ import itertools
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from services.core import topics
+from services.core import policy, topics
 from services.core.catalog import Catalog
 from services.core.kafka_security import client_options
 from services.core.logs import get_logger
@@ -23,7 +23,7 @@ log = get_logger(__name__)
 
 
 def topic_names(settings: Settings, catalog: Catalog) -> list[str]:
-    names = [settings.task_topic(name) for name in catalog.names()]
+    names = policy.all_task_topics(catalog, settings)
     return [
         *names,
         topics.retry_topic(settings.namespace),

@@ -36,7 +36,17 @@ Every key starts with ``<namespace>:{<shard tag>}:``, then:
 - ``finished:<minute>``: hash ``<S>:<epoch second>`` -> tasks that reached terminal state S.
   ``FINISHED_TTL_SECONDS``.
 
-One task's keys are in the shard of its id; the others are per shard.
+- ``timers``: sorted set, held-back task ids (a delay, a rate or concurrency limit) by due
+  time (ms). No TTL; a released or settled task leaves it.
+- ``workflow:<id>``, ``workflow-events:<id>``: a workflow's hash and stream, in its id's
+  shard; its members' ids share their first two bytes with it, so they are in it too. No TTL
+  while it runs; ``result_ttl_seconds`` once it ends.
+- ``workflows-due``: sorted set, the outbox of workflows with a step to submit. No TTL.
+
+One task's keys are in the shard of its id; the others are per shard. Outside the shards,
+with a hash tag of their own: ``rate-limit:<task>`` (one key per script),
+``{concurrency:<task>:<value>}:slots`` and ``:waiters`` (touched together), and
+``{scheduler}:leader`` with ``{scheduler}:schedule:<name>`` (a tick moves only by the leader).
 """
 
 from __future__ import annotations
@@ -174,3 +184,55 @@ class RedisKeys:
     def after_kind(key: str, kind: str) -> str:
         """What follows ``:<kind>:`` in a key: a record's task id, an idempotency key."""
         return key.split(f"}}:{kind}:", 1)[1]
+
+    # --- held-back tasks, limits, schedules, workflows ----------------------------------
+    def timers(self, shard: int) -> str:
+        """Sorted set of one shard's held-back task ids (a delay, a rate or concurrency
+        limit), scored by the time (ms) they are due to be queued; the workers' timer loop
+        releases them. No TTL; a released or settled task leaves it."""
+        return f"{self.shard(shard)}timers"
+
+    def rate_bucket(self, task: str) -> str:
+        """String: the task's rate limit as one timestamp (µs), the next free start slot
+        (GCRA); a script of this one key. Expires a second after that slot passes."""
+        return f"{self.prefix}rate-limit:{task}"
+
+    def concurrency_slots(self, task: str, value: str) -> str:
+        """Sorted set of the task ids running for one value of a concurrency key, scored by
+        their lease end (ms); tagged with its waiters, which its scripts touch with it."""
+        return f"{self.prefix}{{concurrency:{task}:{value}}}:slots"
+
+    def concurrency_waiters(self, task: str, value: str) -> str:
+        """List of task ids waiting for a slot of that key, first to wake first."""
+        return f"{self.prefix}{{concurrency:{task}:{value}}}:waiters"
+
+    @property
+    def scheduler_leader(self) -> str:
+        """String: the token of the worker whose scheduler fires ticks; expires
+        ``scheduler_lease_seconds`` after its last renewal. Tagged with the schedules."""
+        return f"{self.prefix}{{scheduler}}:leader"
+
+    def schedule(self, name: str) -> str:
+        """Hash of one schedule: ``next`` tick (ms), ``last`` tick fired (ms), ``last_task``,
+        ``skipped`` ticks. No TTL. In the leader's slot: a tick moves only by the leader."""
+        return f"{self.prefix}{{scheduler}}:schedule:{name}"
+
+    def workflow(self, workflow_id: UUID | str) -> str:
+        """Hash of one workflow, in its id's shard (its members' ids share their first two
+        bytes with it, so they are in the same shard): ``kind``, ``total``, ``status``,
+        ``done``, ``version``, ``wake``, ``spec``; per step ``m:<step>`` (its task id once
+        submitted), ``f:<step>`` (its terminal state), ``r:<step>`` (its result); ``failed``,
+        ``result``. No TTL while it runs; ``result_ttl_seconds`` once it ends."""
+        return f"{self.shard(shard_of(workflow_id))}workflow:{workflow_id}"
+
+    def workflow_events(self, workflow_id: UUID | str) -> str:
+        """Stream: one entry per change of the workflow (a member submitted or finished, the
+        workflow ended). Same TTL as the workflow."""
+        return f"{self.shard(shard_of(workflow_id))}workflow-events:{workflow_id}"
+
+    def workflows_due(self, shard: int) -> str:
+        """Sorted set, one shard's outbox of workflows: ids of workflows with a step to
+        submit, scored by when it became due (ms). Written in the same script as the
+        member's terminal write that made it due; left once the step is submitted, so a
+        worker dying in between leaves it for the reaper. No TTL."""
+        return f"{self.shard(shard)}workflows-due"

@@ -12,6 +12,11 @@ TASKS_RETRIED = Counter("kt_tasks_retried", "Failed attempts scheduled for a ret
 TASKS_CANCELLED = Counter(
     "kt_tasks_cancelled", "Tasks cancelled while queued or running.", ["task"]
 )
+WORKFLOW_STEPS_REDRIVEN = Counter(
+    "kt_workflow_steps_redriven",
+    "Workflow steps the reaper submitted: their workflow was left in the outbox (the worker "
+    "that made them due died, or lost Kafka, before submitting them).",
+)
 TASKS_REQUEUED = Counter(
     "kt_tasks_requeued",
     "Abandoned tasks the reaper put back on their topic, by why (see store.Reclaimed).",
@@ -39,4 +44,25 @@ HTTP_REQUEST_DURATION = Histogram(
     "API request latency by route template and status.",
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+TASKS_EXPIRED = Counter(
+    "kt_tasks_expired", "Tasks that reached their expiry before a worker started them.", ["task"]
+)
+TASKS_HELD = Counter(
+    "kt_tasks_held",
+    "Tasks held back to be queued later, by why (eta, rate_limit, concurrency).",
+    ["task", "reason"],
+)
+TASKS_RELEASED = Counter(
+    "kt_tasks_released", "Held-back tasks queued by the timer loop once due.", ["task"]
+)
+DELAY_LATENESS = Histogram(
+    "kt_timer_lateness_seconds",
+    "How long after its due time a held-back task was put on its topic.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+SCHEDULE_TICKS = Counter(
+    "kt_schedule_ticks",
+    "Periodic schedule ticks, by outcome (fired, skipped).",
+    ["schedule", "outcome"],
 )

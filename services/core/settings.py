@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import contract, topics
+from services.core.priorities import DEFAULT_WEIGHTS, Priority
+from services.core.schedules import Schedule
 
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 """Kafka's default ``message.max.bytes``; a payload must fit under it with room for the envelope."""
@@ -131,6 +133,26 @@ class Settings(BaseSettings):
     autoscale_allow_idle_consumers: bool = False
     autoscale_limit_to_partitions_with_lag: bool = False
 
+    rate_limits: dict[str, str] = {}
+    """Per task name, a rate limit that replaces the catalog's ('10/s', '100/m'; '' for none),
+    like Celery's task annotations: a JSON object."""
+    schedules: list[Schedule] = []
+    """Periodic schedules besides those declared in the catalog: a JSON list of objects with
+    name, task, cron or every_seconds, timezone, payload, priority, expires_seconds."""
+    priority_weights: dict[Priority, Annotated[int, Field(ge=1, le=1000)]] = dict(DEFAULT_WEIGHTS)
+    """How freed worker slots are shared between priorities when all have tasks waiting."""
+    timer_interval_seconds: Annotated[float, Field(gt=0, le=10)] = 0.1
+    """How often each worker looks for held-back tasks that are due (delays, rate and
+    concurrency limits): a delayed task is queued within this of its due time."""
+    scheduler_lease_seconds: Annotated[float, Field(ge=1, le=300)] = 10.0
+    """The periodic scheduler's leader lease: another worker takes over within this after the
+    leader died."""
+    scheduler_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    """How often the scheduler looks for due ticks (and a non-leader for a free lease)."""
+    schedule_misfire_grace_seconds: Annotated[float, Field(ge=1)] = 300.0
+    """A tick missed (no worker ran, or the leader changed) is still fired within this much of
+    its time; older ones are skipped and counted (APScheduler's misfire_grace_time)."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
@@ -197,5 +219,5 @@ class Settings(BaseSettings):
             keys += [line.strip() for line in lines if line.strip()]
         return keys
 
-    def task_topic(self, task_name: str) -> str:
-        return topics.task_topic(self.namespace, task_name)
+    def task_topic(self, task_name: str, priority: str = Priority.DEFAULT) -> str:
+        return topics.task_topic(self.namespace, task_name, priority)

@@ -20,7 +20,17 @@ from services.core.models import TaskRecord
 from services.core.states import TaskState
 
 RAW_FIELDS: Final = frozenset(
-    {"status", "version", "attempts", "delivery", "created_us", "write", "message"}
+    {
+        "status",
+        "version",
+        "attempts",
+        "delivery",
+        "created_us",
+        "write",
+        "message",
+        "due_ms",
+        "rate_slot",
+    }
 )
 """Fields stored as plain strings or integers; every other field holds JSON."""
 

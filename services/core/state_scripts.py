@@ -33,6 +33,7 @@ from uuid import UUID
 
 from services.core.keys import FINISHED_TTL_SECONDS, RedisKeys, shard_of
 from services.core.states import TERMINAL_STATES, TRANSITIONS, TaskState
+from services.core.workflow_scripts import MEMBER_DONE
 
 COMMON_ARGS: Final = 6
 
@@ -54,6 +55,11 @@ TARGET_STATE: Final = "target"
 """In a layout, the index pair of the state the write moves to (known only at call time)."""
 
 
+WORKFLOW_ROLES: Final = ("workflow", "workflow_events", "workflows_due")
+"""Keys a workflow member's terminal write updates with it (``workflow_scripts.py``): passed
+only for a member, last in the layout."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """The KEYS of a script, by role and in order. Roles: ``record``, ``events``,
@@ -65,7 +71,17 @@ class Layout:
 
     def lua(self) -> str:
         """Lua locals for every role; roles this layout lacks are nil."""
-        singles = ("record", "events", "withdrawn", "deadlines", "finished", "all", "by_task")
+        singles = (
+            "record",
+            "events",
+            "withdrawn",
+            "deadlines",
+            "finished",
+            "all",
+            "by_task",
+            "timers",
+            *WORKFLOW_ROLES,
+        )
         lines = [f"local {role} = {self._key(role)}" for role in (*singles, "idempotency")]
         lines.append("local by_state, by_task_state = {}, {}")
         for position, role in enumerate(self.roles, start=1):
@@ -89,6 +105,7 @@ class Layout:
         target: TaskState | None = None,
         minute: int | None = None,
         idempotency_key: str | None = None,
+        workflow_id: UUID | None = None,
     ) -> list[str]:
         """The KEYS for one call: the names (``keys.py``) of this task's keys and of its
         shard's, in this layout's order; ``idempotency`` only when there is a key."""
@@ -101,9 +118,18 @@ class Layout:
             "finished": lambda: keys.finished(shard, _given(minute, "minute")),
             "all": lambda: keys.index(shard),
             "by_task": lambda: keys.index(shard, task=_given(task, "task")),
+            "timers": lambda: keys.timers(shard),
         }
+        if workflow_id is not None:  # a workflow member's terminal write: its workflow's
+            singles |= {
+                "workflow": lambda: keys.workflow(workflow_id),
+                "workflow_events": lambda: keys.workflow_events(workflow_id),
+                "workflows_due": lambda: keys.workflows_due(shard),
+            }
         names = []
         for role in self.roles:
+            if role in WORKFLOW_ROLES and workflow_id is None:
+                continue  # last in their layout, so nil in Lua
             if role == "idempotency":
                 if idempotency_key is not None:
                     names.append(keys.idempotency(idempotency_key))
@@ -139,7 +165,17 @@ def _pair(state: str) -> tuple[str, str]:
 _PENDING = _pair(TaskState.PENDING.value)
 
 CREATE_KEYS: Final = Layout(
-    ("record", "events", "withdrawn", "deadlines", "all", "by_task", *_PENDING, "idempotency")
+    (
+        "record",
+        "events",
+        "withdrawn",
+        "deadlines",
+        "timers",
+        "all",
+        "by_task",
+        *_PENDING,
+        "idempotency",
+    )
 )
 RESTORE_KEYS: Final = Layout(("record", "events", "withdrawn", "all", "by_task", *_PENDING))
 UPDATE_KEYS: Final = Layout(
@@ -150,6 +186,7 @@ UPDATE_KEYS: Final = Layout(
         "finished",
         *(role for state in LIVE_STATES for role in _pair(state.value)),
         *_pair(TARGET_STATE),
+        *WORKFLOW_ROLES,
     )
 )
 WITHDRAW_KEYS: Final = CREATE_KEYS
@@ -270,7 +307,11 @@ if redis.call('EXISTS', record) == 1 then return {'exists', ''} end
 if idempotency then redis.call('SET', idempotency, ARGV[8], 'EX', ttl) end
 redis.call('HSET', record, 'created_us', now_us)
 local flat = write(false, 'PENDING', 10)
-redis.call('ZADD', deadlines, ARGV[7], cjson.decode(redis.call('HGET', record, 'id')))
+local id = cjson.decode(redis.call('HGET', record, 'id'))
+redis.call('ZADD', deadlines, ARGV[7], id)
+-- Held back until its raw field due_ms (a countdown or an eta): the timer loop queues it.
+local due_ms = redis.call('HGET', record, 'due_ms')
+if due_ms then redis.call('ZADD', timers, due_ms, id) end
 return {'ok', flat}
 """,
 )
@@ -278,6 +319,7 @@ return {'ok', flat}
 UPDATE: Final = _script(
     UPDATE_KEYS,
     _COMMON
+    + MEMBER_DONE
     + f"""
 -- ARGV: common, new status, task name (as stored), delivery starting an attempt ('' if none),
 -- the attempt this write belongs to ('' for none: a client's cancel), new deadline (ms; ''
@@ -319,7 +361,12 @@ if deadline == '' then
 else
   redis.call('ZADD', deadlines, deadline, id)
 end
-return {{'ok', write(current, status, 12)}}
+local flat = write(current, status, 12)
+-- A workflow member's terminal write updates its workflow in the same script.
+if terminal[status] and workflow then
+  workflow_member_done(workflow, workflow_events, workflows_due, status)
+end
+return {{'ok', flat}}
 """,
 )
 
@@ -387,8 +434,8 @@ RECLAIM: Final = _script(
 -- PENDING one whose message (at the expected position) is gone. The deadline moves on, so a
 -- claim whose publication fails is claimed again later; a running task's delivery is
 -- cleared, so the copy can start.
--- Returns {'due', status, task, payload, created_at, error, attempts, updated_at}
---       | {'gone' | 'not-due' | 'moved', status}.
+-- Returns {'due', status, task, payload, created_at, error, attempts, updated_at, priority,
+--          expires_at, held_by, workflow} | {'gone' | 'not-due' | 'moved', status}.
 local status = redis.call('HGET', record, 'status')
 local settled = status == 'COMPLETE' or status == 'CANCELLED'
 if status == 'FAILURE' and redis.call('HEXISTS', record, 'lettered') == 1 then settled = true end
@@ -407,8 +454,10 @@ else
   redis.call('ZADD', deadlines, ARGV[3], ARGV[1])
 end
 local fields = redis.call(
-  'HMGET', record, 'task', 'payload', 'created_at', 'error', 'attempts', 'updated_at')
-return {'due', status, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6]}
+  'HMGET', record, 'task', 'payload', 'created_at', 'error', 'attempts', 'updated_at',
+  'priority', 'expires_at', 'held_by', 'workflow')
+return {'due', status, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6],
+        fields[7] or '', fields[8] or '', fields[9] or '', fields[10] or ''}
 """,
 )
 
@@ -461,3 +510,155 @@ HISTORY: Final = (
 return {redis.call('HGETALL', record), redis.call('XRANGE', events, '-', '+')}
 """
 )
+
+
+# --- Holding tasks back: delays, rate limits, concurrency limits -----------------------------
+# A held task is PENDING (or RETRY) with ``due_at``/``held_by`` set, an entry in its shard's
+# timers (scored by its due time, ms) and a deadline one grace later (for the reaper, should
+# no worker release it). The workers' timer loop releases due tasks onto their topics.
+
+HOLD_KEYS: Final = Layout(("record", "events", "deadlines", "timers"))
+RELEASE_KEYS: Final = Layout(("record", "timers", "deadlines"))
+WAKE_KEYS: Final = Layout(("record", "timers"))
+
+HOLD: Final = _script(
+    HOLD_KEYS,
+    _COMMON
+    + """
+-- ARGV: common, due (ms), deadline (ms), reserved rate slot ('' for none), fields.
+-- Keeps the state (PENDING or RETRY) and moves its due time: the message that brought the
+-- task is consumed, so its position is forgotten (the reaper must not think it lost).
+-- Returns {'ok', record} | {'missing', ''} | {'refused', current status}.
+if replayed() then return {'ok', redis.call('HGETALL', record)} end
+local current = redis.call('HGET', record, 'status')
+if not current then return {'missing', ''} end
+if (current ~= 'PENDING' and current ~= 'RETRY') or not allowed[current][current] then
+  return {'refused', current}
+end
+local id = cjson.decode(redis.call('HGET', record, 'id'))
+redis.call('HDEL', record, 'message')
+if ARGV[9] ~= '' then
+  redis.call('HSET', record, 'rate_slot', ARGV[9])
+else
+  redis.call('HDEL', record, 'rate_slot')
+end
+redis.call('ZADD', timers, ARGV[7], id)
+redis.call('ZADD', deadlines, ARGV[8], id)
+return {'ok', write(current, current, 10)}
+""",
+)
+
+RELEASE: Final = _script(
+    RELEASE_KEYS,
+    """
+-- ARGV: task id, now (ms), publication deadline (ms).
+-- Releases a held task whose due time came: its timer goes, its deadline becomes a
+-- publication deadline (the releasing worker confirms the publication, or the reaper
+-- publishes it). Returns {'due', status, task, payload, created_at, priority, expires_at,
+-- rate slot, due (ms), workflow} | {'not-due', ''} | {'gone', status}.
+local due = redis.call('ZSCORE', timers, ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then return {'not-due', ''} end
+redis.call('ZREM', timers, ARGV[1])
+local status = redis.call('HGET', record, 'status')
+if status ~= 'PENDING' and status ~= 'RETRY' then return {'gone', status or ''} end
+redis.call('ZADD', deadlines, ARGV[3], ARGV[1])
+local slot = redis.call('HGET', record, 'rate_slot') or ''
+redis.call('HDEL', record, 'rate_slot')
+local fields = redis.call(
+  'HMGET', record, 'task', 'payload', 'created_at', 'priority', 'expires_at', 'workflow')
+return {'due', status, fields[1], fields[2], fields[3], fields[4] or '', fields[5] or '', slot,
+        due, fields[6] or ''}
+""",
+)
+
+# KEYS: the task's rate bucket. ARGV: spacing of starts (µs).
+# A token bucket of one token, in its GCRA form (the bucket is one timestamp: the theoretical
+# arrival time of the next start). Each call reserves the next free slot, now or later, so
+# tasks over the limit are given evenly spaced slots instead of retrying for one.
+# Uses Redis's clock: every worker sees the same time. Returns {slot (µs), now (µs)}.
+RATE_SLOT: Final = """#!lua
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(tat, now)
+local following = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', following),
+           'PX', math.floor((following - now) / 1000) + 1000)
+return {string.format('%d', slot), string.format('%d', now)}
+"""
+
+# KEYS: the key's running slots (sorted set: task id -> lease end, ms), its waiters (list),
+# both under one hash tag. ARGV: task id, limit, now (ms), lease end (ms).
+# Takes one of ``limit`` slots for the task (again, if it holds one: renewed); lapsed leases
+# (a worker that died) free theirs. When all are taken the task joins the waiters, woken
+# when a slot frees. Returns 'acquired' | 'held' | 'full'.
+CONCURRENCY_ACQUIRE: Final = """#!lua
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  return 'held'
+end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  redis.call('LREM', KEYS[2], 0, ARGV[1])
+  return 'acquired'
+end
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 'full'
+"""
+
+# KEYS: the key's running slots, its waiters. ARGV: task id ('' to free nothing).
+# Frees the task's slot and takes the first waiter off the list; the caller wakes it (WAKE,
+# in the waiter's shard) or, if it waits no more, takes the next. Returns the waiter, or ''.
+CONCURRENCY_RELEASE: Final = """#!lua
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return redis.call('LPOP', KEYS[2]) or ''
+"""
+
+WAKE: Final = _script(
+    WAKE_KEYS,
+    """
+-- ARGV: task id, now (ms). Moves the timer of a task held back by its concurrency limit to
+-- now. Returns 1 if it was waiting (woken), 0 otherwise.
+if redis.call('HGET', record, 'held_by') == '"concurrency"'
+   and redis.call('ZSCORE', timers, ARGV[1]) then
+  redis.call('ZADD', timers, ARGV[2], ARGV[1])
+  return 1
+end
+return 0
+""",
+)
+
+# --- The periodic scheduler's leader lease and tick bookkeeping ---------------------------
+
+# KEYS: leader. ARGV: token, lease (ms). Takes the lease if free, renews it if ours.
+# Returns 1 if this token leads now.
+LEAD: Final = """#!lua
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: leader, schedule state (hash), under one hash tag. ARGV: token, tick fired or skipped
+# (ms), next tick (ms), task id ('' if skipped), skipped count.
+# Moves a schedule past a tick, only for the leader and only from that tick (a leader that
+# lost its lease, or a late repeat, changes nothing). Returns 'ok' | 'not-leader' | 'moved'.
+ADVANCE: Final = """#!lua
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'not-leader' end
+local next = redis.call('HGET', KEYS[2], 'next')
+if next and next ~= ARGV[2] then return 'moved' end
+redis.call('HSET', KEYS[2], 'next', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], 'last', ARGV[2], 'last_task', ARGV[4])
+end
+if ARGV[5] ~= '0' then redis.call('HINCRBY', KEYS[2], 'skipped', ARGV[5]) end
+return 'ok'
+"""

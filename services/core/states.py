@@ -22,6 +22,8 @@ class TaskState(StrEnum):
     """Failed for good; the error type, message and traceback are stored."""
     CANCELLED = "CANCELLED"
     """Cancelled by a client before it finished."""
+    EXPIRED = "EXPIRED"
+    """Not started before its ``expires_at``: it never ran, and never will."""
 
     @property
     def is_terminal(self) -> bool:
@@ -29,14 +31,19 @@ class TaskState(StrEnum):
 
 
 TERMINAL_STATES: frozenset[TaskState] = frozenset(
-    {TaskState.COMPLETE, TaskState.FAILURE, TaskState.CANCELLED}
+    {TaskState.COMPLETE, TaskState.FAILURE, TaskState.CANCELLED, TaskState.EXPIRED}
 )
 
 # From each state, the states a write may move a task to. Terminal states lead nowhere: a
 # redelivered or duplicated message can never reopen a finished task.
+# PENDING -> PENDING and RETRY -> RETRY hold a task back (a delay, its rate limit or its
+# concurrency limit): its due time moves, its state does not. EXPIRED is reached only from
+# states in which no attempt runs: an attempt that started runs to its end.
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset(
         {
+            TaskState.PENDING,
+            TaskState.EXPIRED,
             TaskState.PROGRESS,
             TaskState.RETRY,
             TaskState.COMPLETE,
@@ -54,10 +61,19 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
             TaskState.CANCELLED,
         }
     ),
-    TaskState.RETRY: frozenset({TaskState.PROGRESS, TaskState.FAILURE, TaskState.CANCELLED}),
+    TaskState.RETRY: frozenset(
+        {
+            TaskState.RETRY,
+            TaskState.EXPIRED,
+            TaskState.PROGRESS,
+            TaskState.FAILURE,
+            TaskState.CANCELLED,
+        }
+    ),
     TaskState.COMPLETE: frozenset(),
     TaskState.FAILURE: frozenset(),
     TaskState.CANCELLED: frozenset(),
+    TaskState.EXPIRED: frozenset(),
 }
 
 

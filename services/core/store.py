@@ -19,7 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 from uuid import UUID
@@ -41,16 +41,21 @@ from services.core.errors import (
     TaskNotFoundError,
 )
 from services.core.keys import SHARDS, RedisKeys, shard_of, shard_of_idempotency_key
+from services.core.limiter import Limiter
 from services.core.models import (
     DeadLetter,
+    Hold,
     Progress,
+    ScheduleTick,
     TaskError,
     TaskMessage,
     TaskRecord,
     utcnow,
 )
+from services.core.priorities import Priority
 from services.core.redis_client import RedisClient, redis_error
 from services.core.redis_client import ping as ping_redis
+from services.core.schedule_book import ScheduleBook
 from services.core.settings import Settings
 from services.core.state_codec import (
     apply_event,
@@ -62,6 +67,8 @@ from services.core.state_codec import (
 )
 from services.core.state_scripts import Layout
 from services.core.states import TERMINAL_STATES, TaskState
+from services.core.workflow_book import WorkflowBook
+from services.core.workflows import WorkflowLink
 
 FOLLOW_BLOCK_SECONDS: Final = 15
 """How long ``follow`` waits on Redis for the next write before yielding None; the client
@@ -85,6 +92,12 @@ class NewTask:
     task: str
     payload: dict[str, JsonValue]
     idempotency_key: str | None = None
+    priority: Priority = Priority.DEFAULT
+    due_at: datetime | None = None
+    """Held back until then (a countdown or an eta): queued by the timer loop."""
+    expires_at: datetime | None = None
+    schedule: ScheduleTick | None = None
+    workflow: WorkflowLink | None = None
 
 
 class Reclaimed(StrEnum):
@@ -98,6 +111,8 @@ class Reclaimed(StrEnum):
     """RETRY, and its retry message never brought it back (lost with a broker's data)."""
     MESSAGE_GONE = "message-gone"
     """PENDING, and its message is no longer in Kafka, or was consumed without a trace."""
+    HOLD_OVERDUE = "hold-overdue"
+    """Held back (a delay, a rate or concurrency limit), and no worker released it in time."""
     LETTER_UNSENT = "letter-unsent"
     """FAILURE, and its dead letter was never written (the worker died after storing it)."""
 
@@ -110,6 +125,16 @@ class Claim:
     message: TaskMessage
     reason: Reclaimed
     letter: DeadLetter | None = None
+
+
+@dataclass(frozen=True)
+class Released:
+    """A held-back task whose due time came, claimed for publication by one worker."""
+
+    message: TaskMessage
+    status: TaskState
+    due_at: float
+    """When it was due (epoch seconds)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +178,8 @@ class TaskStore:
         self._confirm = redis.register_script(state_scripts.CONFIRM)
         self._reclaim = redis.register_script(state_scripts.RECLAIM)
         self._renew = redis.register_script(state_scripts.RENEW)
+        self._hold = redis.register_script(state_scripts.HOLD)
+        self._release = redis.register_script(state_scripts.RELEASE)
         self._lettered = redis.register_script(state_scripts.LETTERED)
         self._history = redis.register_script(state_scripts.HISTORY)
         self._snapshot = self._streams.register_script(state_scripts.SNAPSHOT)
@@ -179,6 +206,25 @@ class TaskStore:
     def lease_seconds(self) -> float:
         return self._lease
 
+    def limiter(self) -> Limiter:
+        """Rate and concurrency limits on the same Redis, errors classified the same way."""
+        return Limiter(self._redis, self._keys, self._guard, lease_seconds=self._lease)
+
+    def schedule_book(self) -> ScheduleBook:
+        """The periodic scheduler's lease and tick bookkeeping on the same Redis."""
+        return ScheduleBook(self._redis, self._keys, self._guard)
+
+    def workflow_book(self) -> WorkflowBook:
+        """Workflows' records, events and outbox on the same Redis."""
+        return WorkflowBook(
+            self._redis,
+            self._streams,
+            self._keys,
+            self._guard,
+            ttl_seconds=self._ttl,
+            block_ms=FOLLOW_BLOCK_SECONDS * 1000,
+        )
+
     async def ping(self) -> bool:
         try:
             return bool(await self._guard(ping_redis(self._redis)))
@@ -193,8 +239,19 @@ class TaskStore:
         payload: dict[str, JsonValue],
         *,
         idempotency_key: str | None = None,
+        priority: Priority = Priority.DEFAULT,
+        due_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        schedule: ScheduleTick | None = None,
+        workflow: WorkflowLink | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Store a new PENDING record; returns (record, created).
+
+        With ``due_at`` the task is held back (``held_by`` eta): no publication is expected,
+        the workers' timer loop queues it when due, and its deadline is one publication
+        deadline later (for the reaper, should no worker do it). A workflow member's id is
+        derived from its workflow and step: if it exists already (the step was submitted
+        before), that record is returned with False.
 
         With an ``idempotency_key`` already used for the same request, returns that earlier
         task's record and False; used for a different request, raises IdempotencyConflictError.
@@ -204,7 +261,18 @@ class TaskStore:
         broke after the request was sent); a create that times out never applies later
         (Redis refuses it past its validity).
         """
-        [created] = await self.create_many([NewTask(task_id, task, payload, idempotency_key)])
+        new = NewTask(
+            task_id,
+            task,
+            payload,
+            idempotency_key,
+            priority=priority,
+            due_at=due_at,
+            expires_at=expires_at,
+            schedule=schedule,
+            workflow=workflow,
+        )
+        [created] = await self.create_many([new])
         return created
 
     async def create_many(self, tasks: list[NewTask]) -> list[tuple[TaskRecord, bool]]:
@@ -270,7 +338,17 @@ class TaskStore:
             "created_at": now,
             "updated_at": now,
             "attempts": 0,
+            "priority": new.priority.value,
+            "expires_at": new.expires_at,
+            "schedule": new.schedule.model_dump(mode="json") if new.schedule else None,
+            "workflow": new.workflow.model_dump(mode="json") if new.workflow else None,
         }
+        deadline = time.time() + self._publish_deadline
+        due: list[str] = []
+        if new.due_at is not None:
+            fields |= {"due_at": new.due_at, "held_by": Hold.ETA.value}
+            deadline = new.due_at.timestamp() + self._publish_deadline
+            due = ["due_ms", str(_ms(new.due_at.timestamp()))]
         request_hash = _request_hash(new.task, new.payload)
         keys = self._layout_keys(
             state_scripts.CREATE_KEYS, new.id, task=new.task, idempotency_key=key
@@ -278,10 +356,11 @@ class TaskStore:
         valid_for = self._timeout - min(CREATE_MARGIN_SECONDS, self._timeout / 4)
         args: list[Any] = [
             *self._common_args(clock),
-            _ms(time.time() + self._publish_deadline),
+            _ms(deadline),
             f"{new.id} {request_hash}",
             time.time_ns() // 1000 + int(valid_for * 1_000_000),
             *encode_fields(fields),
+            *due,
         ]
         return keys, args, request_hash
 
@@ -307,6 +386,8 @@ class TaskStore:
         if outcome in ("expired", "withdrawn"):
             # Run after the API gave up on it (and answered 503): nobody waits for this.
             raise BackendUnavailableError("redis", f"the create came too late ({outcome})")
+        if new.workflow is not None:  # the step was submitted before: that task
+            return await self.get(new.id), False
         raise InvalidTransitionError(str(new.id), current="PENDING", requested="PENDING")
 
     async def _send_create(self, keys: list[str], args: list[Any]) -> Any:
@@ -383,6 +464,9 @@ class TaskStore:
             "created_at": message.submitted_at,
             "updated_at": utcnow(),
             "attempts": 0,
+            "priority": message.priority.value,
+            "expires_at": message.expires_at,
+            "workflow": message.workflow.model_dump(mode="json") if message.workflow else None,
         }
         args: list[Any] = [
             *self._common_args(_now()),
@@ -421,9 +505,12 @@ class TaskStore:
         A worker's later writes pass their ``attempt``: refused with StaleAttemptError once a
         newer attempt started, and a progress report is refused unless the task runs.
         """
-        if task is None:
-            task = await self._task_name(task_id)
-        fields: dict[str, Any] = {"updated_at": utcnow()}
+        workflow_id: UUID | None = None
+        if task is None or status.is_terminal:
+            # A member's workflow is written at its create and never changes: reading it
+            # before the write is safe; its keys go into the terminal write.
+            task, workflow_id = await self._name_and_workflow(task_id)
+        fields: dict[str, Any] = {"updated_at": utcnow(), "held_by": None}
         if progress is not None:
             fields["progress"] = progress.model_dump(mode="json")
         if status is TaskState.COMPLETE:
@@ -443,7 +530,12 @@ class TaskStore:
             *encode_fields(fields),
         ]
         keys = self._layout_keys(
-            state_scripts.UPDATE_KEYS, task_id, task=task, target=status, clock=clock
+            state_scripts.UPDATE_KEYS,
+            task_id,
+            task=task,
+            target=status,
+            clock=clock,
+            workflow_id=workflow_id,
         )
         outcome, detail = await self._guard(self._update(keys=keys, args=args))
         outcome = text(outcome)
@@ -463,12 +555,15 @@ class TaskStore:
             )
         raise InvalidTransitionError(str(task_id), current=text(detail), requested=status.value)
 
-    async def _task_name(self, task_id: UUID) -> str:
-        stored = await self._guard(self._redis.hget(self._keys.record(task_id), "task"))
+    async def _name_and_workflow(self, task_id: UUID) -> tuple[str, UUID | None]:
+        """The task's name and the workflow it is a member of (None if none)."""
+        stored, link = await self._guard(
+            self._redis.hmget(self._keys.record(task_id), ["task", "workflow"])
+        )
         if stored is None:
             raise TaskNotFoundError(str(task_id))
-        name: str = json.loads(stored)
-        return name
+        member = json.loads(link) if link else None
+        return json.loads(stored), UUID(member["id"]) if member else None
 
     async def confirm_lettered(self, task_id: UUID) -> None:
         """The dead letter of a FAILURE task is written: the reaper leaves it alone."""
@@ -504,13 +599,17 @@ class TaskStore:
         if text(answer[0]) != "due":
             return None
         status, task, payload, created_at, error, attempts, updated_at = (
-            text(value) for value in answer[1:]
+            text(value) for value in answer[1:8]
         )
+        priority, expires, held, workflow = (text(value) for value in answer[8:])
         message = TaskMessage(
             id=task_id,
             task=json.loads(task),
             payload=json.loads(payload),
             submitted_at=json.loads(created_at),
+            priority=json.loads(priority) if priority else Priority.DEFAULT,
+            expires_at=json.loads(expires) if expires else None,
+            workflow=json.loads(workflow) if workflow else None,
         )
         if lost_position is not None:
             return Claim(message, Reclaimed.MESSAGE_GONE)
@@ -522,11 +621,85 @@ class TaskStore:
                 failed_at=json.loads(updated_at),
             )
             return Claim(message, Reclaimed.LETTER_UNSENT, letter)
+        if held and json.loads(held) and status in (TaskState.PENDING, TaskState.RETRY):
+            return Claim(message, Reclaimed.HOLD_OVERDUE)
         reason = {
             TaskState.PENDING: Reclaimed.UNCONFIRMED,
             TaskState.PROGRESS: Reclaimed.LEASE_LAPSED,
         }.get(TaskState(status), Reclaimed.RETRY_OVERDUE)
         return Claim(message, reason)
+
+    async def hold(
+        self,
+        task_id: UUID,
+        *,
+        until: datetime,
+        reason: Hold,
+        rate_slot: int | None = None,
+    ) -> TaskRecord:
+        """Hold a PENDING or RETRY task back until ``until`` (its state stays; ``due_at`` and
+        ``held_by`` say why), the message that brought it being consumed. ``rate_slot``: the
+        rate-limit slot (µs) it reserved, so that it runs then without another token.
+        TaskNotFoundError; InvalidTransitionError if it settled or runs."""
+        fields: dict[str, Any] = {"updated_at": utcnow(), "due_at": until, "held_by": reason.value}
+        args: list[Any] = [
+            *self._common_args(_now()),
+            _ms(until.timestamp()),
+            _ms(until.timestamp() + self._publish_deadline),
+            "" if rate_slot is None else str(rate_slot),
+            *encode_fields(fields),
+        ]
+        keys = self._layout_keys(state_scripts.HOLD_KEYS, task_id)
+        outcome, detail = await self._guard(self._hold(keys=keys, args=args))
+        outcome = text(outcome)
+        if outcome == "ok":
+            return record_from_fields(flat_to_mapping(detail))
+        if outcome == "missing":
+            raise TaskNotFoundError(str(task_id))
+        raise InvalidTransitionError(str(task_id), current=text(detail), requested="held")
+
+    async def due_timers(self, *, limit: int = 500) -> list[UUID]:
+        """Held-back tasks whose due time came, earliest first (every shard's, merged)."""
+        now = _ms(time.time())
+        answers = await self._fan_out(
+            lambda pipe, shard: pipe.zrangebyscore(
+                self._keys.timers(shard), "-inf", now, 0, limit, withscores=True
+            )
+        )
+        return [UUID(text(member)) for member, _ in _merged(answers, limit, newest_first=False)]
+
+    async def next_timer(self) -> float | None:
+        """When the earliest held-back task is due (epoch seconds), or None."""
+        answers = await self._fan_out(
+            lambda pipe, shard: pipe.zrange(self._keys.timers(shard), 0, 0, withscores=True)
+        )
+        firsts = [float(answer[0][1]) for answer in answers if answer]
+        return min(firsts) / 1000 if firsts else None
+
+    async def release(self, task_id: UUID) -> Released | None:
+        """Claim a due held-back task for publication; None if another worker did, or it
+        settled (its timer is dropped). Its publication must be confirmed, or the reaper
+        publishes it after the publication deadline."""
+        now = time.time()
+        keys = self._layout_keys(state_scripts.RELEASE_KEYS, task_id)
+        args: list[Any] = [str(task_id), _ms(now), _ms(now + self._publish_deadline)]
+        answer = await self._guard(self._release(keys=keys, args=args))
+        if text(answer[0]) != "due":
+            return None
+        status, task, payload, created_at, priority, expires, slot, due, workflow = (
+            text(value) for value in answer[1:]
+        )
+        message = TaskMessage(
+            id=task_id,
+            task=json.loads(task),
+            payload=json.loads(payload),
+            submitted_at=json.loads(created_at),
+            priority=json.loads(priority) if priority else Priority.DEFAULT,
+            expires_at=json.loads(expires) if expires else None,
+            rate_slot=datetime.fromtimestamp(int(slot) / 1_000_000, UTC) if slot else None,
+            workflow=json.loads(workflow) if workflow else None,
+        )
+        return Released(message, TaskState(status), due_at=float(due) / 1000)
 
     # --- one task's reads ----------------------------------------------------------------
     async def get(self, task_id: UUID) -> TaskRecord:
@@ -748,6 +921,7 @@ class TaskStore:
         target: TaskState | None = None,
         clock: _Clock | None = None,
         idempotency_key: str | None = None,
+        workflow_id: UUID | None = None,
     ) -> list[str]:
         return layout.resolve(
             self._keys,
@@ -756,6 +930,7 @@ class TaskStore:
             target=target,
             minute=None if clock is None else clock.seconds // 60,
             idempotency_key=idempotency_key,
+            workflow_id=workflow_id,
         )
 
     def _common_args(self, clock: _Clock) -> list[Any]:

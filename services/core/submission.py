@@ -11,6 +11,10 @@ validate -> store PENDING -> publish (acks=all) -> confirm. What each failure le
 - The confirmation is lost after Kafka's acknowledgement: the task is accepted all the same;
   the reaper publishes it again if no worker started it by the publication deadline (a copy
   that the duplicate rule skips).
+
+A workflow's step (``workflow``) is never taken back: its id is derived from the workflow and
+the step, so submitting it again finds it; once its record is stored it is accepted, and a
+publication Kafka refused is left to the reaper (its publication deadline, like an outbox).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +33,7 @@ from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
     BackendUnavailableError,
     InvalidBatchError,
+    InvalidOptionError,
     InvalidPayloadError,
     PayloadTooLargeError,
     SubmissionUnknownError,
@@ -35,12 +41,62 @@ from services.core.errors import (
 )
 from services.core.keys import new_task_id
 from services.core.logs import get_logger
-from services.core.models import TaskMessage, TaskRecord
+from services.core.models import ScheduleTick, TaskMessage, TaskRecord, utcnow
+from services.core.priorities import Priority
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import NewTask, TaskStore
+from services.core.workflows import WorkflowLink, member_id
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a task may run: queued at once or at ``due_at``; not started after
+    ``expires_at``. Built from Celery's options by ``Timing.of``."""
+
+    due_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: datetime | float | None = None,
+        now: datetime | None = None,
+    ) -> Timing:
+        """``countdown`` seconds or an ``eta`` (not both); ``expires`` a time or seconds from
+        now. An eta in the past runs at once (as in Celery); an expiry that is past, or not
+        after the due time, is refused: nothing could ever run."""
+        now = now or utcnow()
+        if countdown is not None and eta is not None:
+            raise InvalidOptionError("countdown", "give countdown or eta, not both")
+        if countdown is not None and countdown < 0:
+            raise InvalidOptionError("countdown", "must be 0 or more seconds")
+        due = eta if eta is not None else None
+        if countdown is not None and countdown > 0:
+            due = now + timedelta(seconds=countdown)
+        if due is not None and due <= now:
+            due = None
+        if isinstance(expires, int | float):
+            if expires <= 0:
+                raise InvalidOptionError(
+                    "expires", "must be a time, or a number of seconds above 0"
+                )
+            expires = now + timedelta(seconds=expires)
+        if expires is not None:
+            if expires <= now:
+                raise InvalidOptionError("expires", f"{expires.isoformat()} is already past")
+            if due is not None and expires <= due:
+                raise InvalidOptionError(
+                    "expires",
+                    f"{expires.isoformat()} is not after the task is due ({due.isoformat()}): "
+                    "it could never start",
+                )
+        return cls(due_at=due, expires_at=expires)
 
 
 @dataclass(frozen=True)
@@ -58,6 +114,10 @@ class Submitter:
         self._publisher = publisher
         self._catalog = catalog
         self._settings = settings
+
+    def spec(self, task: str) -> TaskSpec:
+        """The task's spec (UnknownTaskError if the catalog has none)."""
+        return self._catalog.get(task)
 
     def validate(self, task: str, payload: dict[str, JsonValue]) -> tuple[TaskSpec, dict[str, Any]]:
         """The task's spec and the payload as its model outputs it (what is stored, published
@@ -123,12 +183,44 @@ class Submitter:
         payload: dict[str, JsonValue],
         *,
         idempotency_key: str | None = None,
+        priority: Priority = Priority.DEFAULT,
+        timing: Timing | None = None,
+        schedule: ScheduleTick | None = None,
+        workflow: WorkflowLink | None = None,
     ) -> Submission:
-        """Accept a task: returns once it is stored and the broker acknowledged its message."""
+        """Accept a task: returns once it is stored and the broker acknowledged its message.
+
+        A task with a due time (``timing``) is stored held back and not published: the
+        workers' timer loop queues it when it is due (the reaper, one publication deadline
+        later, should none do it). A workflow step's id is derived from its workflow and
+        step (see the module's note)."""
         spec, stored = self.validate(task, payload)
+        if priority is not Priority.DEFAULT and not spec.prioritized:
+            raise InvalidOptionError(
+                "priority",
+                f"task {spec.name!r} takes only the default priority (it has one topic); "
+                "declare it with @catalog.task(prioritized=True) for high and low",
+            )
+        timing = timing or Timing()
         # The id is in its Idempotency-Key's shard (keys.py), so that claiming the key and
-        # creating the record are one atomic write, on a cluster too.
-        new = NewTask(new_task_id(idempotency_key), spec.name, stored, idempotency_key)
+        # creating the record are one atomic write, on a cluster too; a workflow step's is in
+        # its workflow's shard.
+        task_id = (
+            new_task_id(idempotency_key)
+            if workflow is None
+            else member_id(workflow.id, workflow.step)
+        )
+        new = NewTask(
+            task_id,
+            spec.name,
+            stored,
+            idempotency_key,
+            priority=priority,
+            due_at=timing.due_at,
+            expires_at=timing.expires_at,
+            schedule=schedule,
+            workflow=workflow,
+        )
         [submission] = await self._accept([new])
         return submission
 
@@ -155,24 +247,49 @@ class Submitter:
     async def _accept(self, tasks: list[NewTask]) -> list[Submission]:
         """Store, publish and confirm validated tasks; every one is kept, or none (503), or
         the outcome is unknown for some (SubmissionUnknownError naming them)."""
+        steps = any(task.workflow is not None for task in tasks)
         try:
             stored = await self._store.create_many(tasks)
         except BackendUnavailableError as error:
-            if error.maybe_applied:
+            if error.maybe_applied and not steps:
                 await self._take_back(tasks, error)
             raise
-        new = [task for task, (_, created) in zip(tasks, stored, strict=True) if created]
+        created = [task for task, (_, made) in zip(tasks, stored, strict=True) if made]
+        for task in created:
+            if task.due_at is not None:
+                metrics.TASKS_SUBMITTED.labels(task.task).inc()
+                log.info(
+                    "task accepted, held until due",
+                    task_id=str(task.id),
+                    due_at=task.due_at.isoformat(),
+                )
+        new = [task for task in created if task.due_at is None]
         published = await self._publisher.publish_many(
             [
                 (
-                    self._settings.task_topic(task.task),
-                    TaskMessage(id=task.id, task=task.task, payload=task.payload),
+                    self._settings.task_topic(task.task, task.priority),
+                    TaskMessage(
+                        id=task.id,
+                        task=task.task,
+                        payload=task.payload,
+                        priority=task.priority,
+                        expires_at=task.expires_at,
+                        workflow=task.workflow,
+                    ),
                     str(task.id),
                 )
                 for task in new
             ]
         )
         failures = [result for result in published if isinstance(result, BackendUnavailableError)]
+        if failures and steps:
+            # A workflow step is never taken back: stored, it is the reaper's to publish.
+            log.warning(
+                "workflow step stored, its publication refused; the reaper publishes it",
+                task_ids=[str(task.id) for task in new],
+                reason=failures[0].reason,
+            )
+            return [Submission(record, made) for record, made in stored]
         if failures:
             # All or nothing: every new task is taken back, those Kafka has included (a worker
             # skips their messages). One that a worker started already runs.

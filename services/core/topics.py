@@ -13,9 +13,22 @@ WORKER_APP_VERSION: Final = 1
 ``-v<version>`` to the app id when the version is above 1)."""
 
 
-def task_topic(namespace: str, task_name: str) -> str:
-    """Each task name gets its own topic, like the proof of concept's task_1 / task_2."""
-    return f"{namespace}.tasks.{task_name}"
+PRIORITIES: Final = ("high", "default", "low")
+"""The values of ``services.core.priorities.Priority``, kept here free of imports (infra)."""
+
+
+def task_topic(namespace: str, task_name: str, priority: str = "default") -> str:
+    """Each task name gets its own topic, like the proof of concept's task_1 / task_2; a
+    prioritised task one more per other priority (``<topic>.high``, ``<topic>.low``)."""
+    base = f"{namespace}.tasks.{task_name}"
+    return base if priority == "default" else f"{base}.{priority}"
+
+
+def task_topics(namespace: str, task_name: str, *, prioritized: bool) -> list[str]:
+    """Every topic of a task: high, default, low for a prioritised one, else the default."""
+    if not prioritized:
+        return [task_topic(namespace, task_name)]
+    return [task_topic(namespace, task_name, priority) for priority in PRIORITIES]
 
 
 def retry_topic(namespace: str) -> str:

@@ -8,6 +8,7 @@ import time
 from pydantic import BaseModel, Field
 
 from services.core.catalog import RetryPolicy, TaskContext
+from services.core.limits import ConcurrencyLimit
 from services.tasks import catalog
 
 
@@ -20,7 +21,7 @@ class SleepResult(BaseModel):
     slept_seconds: float
 
 
-@catalog.task()
+@catalog.task(prioritized=True)
 async def sleep(payload: SleepPayload, ctx: TaskContext) -> SleepResult:
     """Wait, reporting progress as it goes (the proof of concept's 10-15 s task)."""
     step = payload.seconds / payload.steps
@@ -34,7 +35,7 @@ class NoopPayload(BaseModel):
     echo: str | None = Field(default=None, max_length=1024, description="Returned as the result.")
 
 
-@catalog.task()
+@catalog.task(prioritized=True)
 async def noop(payload: NoopPayload, ctx: TaskContext) -> str | None:
     """Return at once; the benchmarks' task."""
     return payload.echo
@@ -101,3 +102,47 @@ def overrun(payload: OverrunPayload, ctx: TaskContext) -> dict[str, int]:
             time.sleep(payload.seconds / steps)
             ctx.progress_sync(100 * step / steps, "over-running")
     return {"finished_on_attempt": ctx.attempt}
+
+
+class SyncCustomerPayload(BaseModel):
+    customer: str = Field(max_length=200, description="Its concurrency key: one sync at a time.")
+    seconds: float = Field(default=1.0, ge=0, le=3600, description="How long the sync takes.")
+
+
+@catalog.task(concurrency=ConcurrencyLimit(key="customer", limit=1))
+async def sync_customer(payload: SyncCustomerPayload, ctx: TaskContext) -> dict[str, str]:
+    """Sync one customer's account: never two at once for the same customer (a concurrency
+    key), any number for different ones."""
+    await ctx.progress(0, f"syncing {payload.customer}")
+    await asyncio.sleep(payload.seconds)
+    return {"synced": payload.customer}
+
+
+class AddPayload(BaseModel):
+    x: float = Field(default=0, description="Added to the previous result.")
+    previous: float | None = Field(
+        default=None, description="In a chain: the previous link's result (none: 0)."
+    )
+    seconds: float = Field(default=0, ge=0, le=60, description="How long it takes first.")
+
+
+@catalog.task()
+async def add(payload: AddPayload, ctx: TaskContext) -> float:
+    """Add ``x`` to the previous result: a chain's link (Celery's ``add.s(2) | add.s(3)``)."""
+    if payload.seconds:
+        await asyncio.sleep(payload.seconds)
+    return (payload.previous or 0) + payload.x
+
+
+class TallyPayload(BaseModel):
+    results: list[float | None] = Field(
+        default_factory=list, max_length=1000, description="A chord's member results."
+    )
+
+
+@catalog.task()
+async def tally(payload: TallyPayload, ctx: TaskContext) -> dict[str, float | int]:
+    """Sum a chord's results (a failed member's null counts as missing): a chord callback."""
+    present = [value for value in payload.results if value is not None]
+    missing = len(payload.results) - len(present)
+    return {"sum": sum(present), "count": len(present), "missing": missing}

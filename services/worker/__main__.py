@@ -6,13 +6,17 @@ import sys
 
 import mode.loop
 
+from services.core import policy
 from services.core.errors import ConfigurationError
 from services.core.kafka_topics import wait_for_kafka
 from services.core.logs import configure
+from services.core.priorities import Priority
 from services.core.publisher import TaskPublisher
 from services.core.redis_client import connect, verify_credentials
 from services.core.settings import Settings
 from services.core.store import TaskStore
+from services.core.submission import Submitter
+from services.core.workflow_engine import WorkflowEngine
 from services.tasks import catalog
 from services.worker.app import create_worker_app
 from services.worker.dispatcher import Dispatcher
@@ -21,6 +25,8 @@ from services.worker.process import Worker, run
 from services.worker.reaper import Reaper
 from services.worker.retries import RetryScheduler
 from services.worker.runner import TaskRunner
+from services.worker.scheduler import PeriodicScheduler
+from services.worker.timers import TimerLoop
 
 # Waiting retries cost a sleeping coroutine each; this only bounds memory.
 MAX_WAITING_RETRIES = 10_000
@@ -42,12 +48,37 @@ def main() -> None:
     store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)
     leases = LeaseKeeper(store)
-    runner = TaskRunner(store, catalog, publisher, leases, settings=settings)
-    tasks = Dispatcher(runner.run, concurrency=settings.worker_concurrency, track_in_flight=True)
-    scheduler = RetryScheduler(store, publisher, settings)
-    retries = Dispatcher(scheduler.run, concurrency=MAX_WAITING_RETRIES, track_in_flight=False)
-    reaper = Reaper(store, publisher, catalog, settings, leases)
-    app = create_worker_app(settings, catalog, store, publisher, tasks, retries, leases, reaper)
+    submitter = Submitter(store, publisher, catalog, settings)
+    workflows = WorkflowEngine(store, submitter)
+    runner = TaskRunner(store, catalog, publisher, leases, settings=settings, workflows=workflows)
+    priorities = {
+        settings.task_topic(spec.name, priority): priority
+        for spec in catalog.specs()
+        if spec.prioritized
+        for priority in Priority
+    }
+    tasks = Dispatcher(
+        runner.run,
+        concurrency=settings.worker_concurrency,
+        track_in_flight=True,
+        priorities=priorities,
+        weights=settings.priority_weights,
+    )
+    retry_scheduler = RetryScheduler(store, publisher, settings)
+    retries = Dispatcher(
+        retry_scheduler.run, concurrency=MAX_WAITING_RETRIES, track_in_flight=False
+    )
+    reaper = Reaper(store, publisher, catalog, settings, leases, workflows)
+    timers = TimerLoop(store, publisher, settings)
+    scheduler = PeriodicScheduler(
+        store.schedule_book(),
+        submitter,
+        policy.schedules(catalog, settings),
+        settings,
+    )
+    app = create_worker_app(
+        settings, catalog, store, publisher, tasks, retries, leases, reaper, timers, scheduler
+    )
     # redirect_stdouts=False: our JSON log lines are printed as they are, not re-logged.
     run(Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False))
 

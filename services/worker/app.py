@@ -1,5 +1,6 @@
-"""The faust app: one agent per task topic and one for the retry topic, each feeding a
-dispatcher; timers for lease renewal, the reaper and the lag gauge; pages for probes."""
+"""The faust app: one agent per task topic (a prioritised task has one per priority) and one
+for the retry topic, each feeding a dispatcher; timers for lease renewal, the reaper, the
+timer loop of held-back tasks, the periodic scheduler and the lag gauge; pages for probes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.core import contract, metrics, topics
+from services.core import contract, metrics, policy, topics
 from services.core.catalog import Catalog
 from services.core.errors import BackendUnavailableError
 from services.core.kafka_security import client_options, faust_credentials
@@ -23,6 +24,8 @@ from services.core.store import TaskStore
 from services.worker.dispatcher import Dispatcher
 from services.worker.leases import LeaseKeeper
 from services.worker.reaper import Reaper
+from services.worker.scheduler import PeriodicScheduler
+from services.worker.timers import TimerLoop
 
 log = get_logger(__name__)
 
@@ -53,6 +56,8 @@ def create_worker_app(
     retries: Dispatcher,
     leases: LeaseKeeper,
     reaper: Reaper,
+    timers: TimerLoop,
+    scheduler: PeriodicScheduler,
 ) -> faust.App:
     app = faust.App(
         topics.worker_app_id(settings.namespace),
@@ -102,10 +107,14 @@ def create_worker_app(
 
         return consume
 
+    # One agent per topic: each waits for a slot on its own, so the dispatcher's weighted
+    # slots choose between priorities (an agent for several topics would serve them in turn).
     for spec in catalog.specs():
-        app.agent(raw_topic(settings.task_topic(spec.name)), name=f"run-{spec.name}")(
-            agent_for(tasks)
-        )
+        for topic in topics.task_topics(
+            settings.namespace, spec.name, prioritized=spec.prioritized
+        ):
+            suffix = topic.removeprefix(settings.task_topic(spec.name)).replace(".", "-")
+            app.agent(raw_topic(topic), name=f"run-{spec.name}{suffix}")(agent_for(tasks))
     app.agent(raw_topic(topics.retry_topic(settings.namespace)), name="retries")(agent_for(retries))
 
     async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
@@ -139,7 +148,15 @@ def create_worker_app(
     async def reap() -> None:
         await never_crash("reaper", reaper.sweep)
 
-    task_topics = [settings.task_topic(name) for name in catalog.names()]
+    @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]  # faust: untyped
+    async def release_due() -> None:
+        await never_crash("timer loop", timers.tick)
+
+    @app.timer(settings.scheduler_interval_seconds)  # type: ignore[untyped-decorator]  # faust: untyped
+    async def schedule() -> None:
+        await never_crash("periodic scheduler", scheduler.tick)
+
+    task_topics = policy.all_task_topics(catalog, settings)
     security = client_options(settings)
 
     @app.timer(LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]  # faust: untyped
@@ -159,7 +176,13 @@ def create_worker_app(
     @app.page(contract.WORKER_LIVENESS_PATH)
     class Liveness(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "in_flight": tasks.in_flight})
+            return self.json(
+                {
+                    "status": "ok",
+                    "in_flight": tasks.in_flight,
+                    "scheduler": {"token": scheduler.token, "leading": scheduler.leading},
+                }
+            )
 
     @app.page(contract.WORKER_READINESS_PATH)
     class Readiness(View):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from services.core import metrics
 from services.core.logs import get_logger
+from services.core.priorities import DEFAULT_WEIGHTS, Priority
 from services.worker.offsets import OffsetTracker, Partition
+from services.worker.slots import WeightedSlots
 
 log = get_logger(__name__)
 
@@ -32,11 +34,21 @@ class Event(Protocol):
 class Dispatcher:
     """Hands each message to ``handler`` in its own asyncio task, at most ``concurrency`` at
     once, and acknowledges a message only when it and every earlier message of its partition
-    have finished (so a committed offset never passes an unfinished task)."""
+    have finished (so a committed offset never passes an unfinished task). Slots are shared
+    between priority topics by weight (``priorities``: topic -> priority; others default)."""
 
-    def __init__(self, handler: Handler, *, concurrency: int, track_in_flight: bool) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        concurrency: int,
+        track_in_flight: bool,
+        priorities: Mapping[str, Priority] | None = None,
+        weights: Mapping[Priority, int] = DEFAULT_WEIGHTS,
+    ) -> None:
         self._handler = handler
-        self._slots = asyncio.Semaphore(concurrency)
+        self._priorities = dict(priorities or {})
+        self._slots = WeightedSlots(concurrency, weights)
         self._tracker: OffsetTracker[Event] = OffsetTracker()
         self._running: dict[Partition, set[asyncio.Task[None]]] = defaultdict(set)
         self._track = track_in_flight
@@ -49,8 +61,9 @@ class Dispatcher:
     async def dispatch(self, event: Event) -> None:
         """Start handling ``event``; waits first while at the limit, which is what keeps a
         worker from fetching more than it can run."""
-        await self._slots.acquire()
-        partition: Partition = (event.message.topic, event.message.partition)
+        topic: str = event.message.topic
+        await self._slots.acquire(self._priorities.get(topic, Priority.DEFAULT))
+        partition: Partition = (topic, event.message.partition)
         offset: int = event.message.offset
         self._tracker.started(partition, offset, event)
         if self._closing:

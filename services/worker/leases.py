@@ -14,6 +14,7 @@ import time
 from uuid import UUID
 
 from services.core.errors import BackendUnavailableError
+from services.core.limiter import ConcurrencyKey
 from services.core.logs import get_logger
 from services.core.store import TaskStore
 
@@ -23,7 +24,9 @@ log = get_logger(__name__)
 class LeaseKeeper:
     def __init__(self, store: TaskStore) -> None:
         self._store = store
+        self._limiter = store.limiter()
         self._held: dict[UUID, int] = {}
+        self._slots: dict[UUID, ConcurrencyKey] = {}
         self._lost: set[tuple[UUID, int]] = set()
         self.last_failure: float = time.monotonic()
         """When renewing last failed (monotonic); the worker's start counts as one, since
@@ -33,12 +36,16 @@ class LeaseKeeper:
     def interval_seconds(self) -> float:
         return self._store.lease_seconds / 3
 
-    def hold(self, task_id: UUID, attempt: int) -> None:
+    def hold(self, task_id: UUID, attempt: int, slot: ConcurrencyKey | None = None) -> None:
+        """``slot``: the attempt's concurrency slot, renewed with its lease."""
         self._held[task_id] = attempt
+        if slot is not None:
+            self._slots[task_id] = slot
 
     def release(self, task_id: UUID, attempt: int) -> None:
         if self._held.get(task_id) == attempt:
             del self._held[task_id]
+            self._slots.pop(task_id, None)
         self._lost.discard((task_id, attempt))
 
     def is_lost(self, task_id: UUID, attempt: int) -> bool:
@@ -48,6 +55,7 @@ class LeaseKeeper:
         held = dict(self._held)
         try:
             lost = await self._store.renew_leases(held)
+            await self._limiter.renew(list(self._slots.values()))
         except BackendUnavailableError:
             self.last_failure = time.monotonic()
             raise

@@ -10,6 +10,10 @@ or a confirmed message position, and each sweep re-publishes:
 - PENDING tasks (older than a lease) whose message is provably gone: before the log's start,
   at or past its end, or behind the consumer group's committed offset.
 
+It also advances workflows left in their outbox for over a sweep interval: a member's
+terminal write made a step due (the next chain link, a chord's callback) and the worker that
+wrote it died, or lost Kafka, before submitting it.
+
 A re-published copy is harmless where the original still exists: the start write lets one
 attempt run at a time and refuses settled tasks. The reaper runs on every worker; the claim
 is atomic, so one sweep re-publishes a task once. It holds off for one lease after this
@@ -33,6 +37,7 @@ from services.core.logs import get_logger
 from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.store import Claim, Reclaimed, TaskStore
+from services.core.workflow_engine import WorkflowEngine
 from services.worker.leases import LeaseKeeper
 
 log = get_logger(__name__)
@@ -46,8 +51,10 @@ class Reaper:
         catalog: Catalog,
         settings: Settings,
         leases: LeaseKeeper,
+        workflows: WorkflowEngine,
     ) -> None:
         self._store = store
+        self._workflows = workflows
         self._publisher = publisher
         self._catalog = catalog
         self._settings = settings
@@ -76,7 +83,22 @@ class Reaper:
             if claim is not None and await self._republish(claim):
                 republished += 1
         await self._store.trim_expired(self._catalog.names())
+        await self._advance_workflows()
         return republished
+
+    async def _advance_workflows(self) -> None:
+        due = await self._workflows.book.due(
+            older_than_seconds=self._settings.worker_sweep_interval_seconds
+        )
+        for workflow_id in due:
+            submitted = await self._workflows.advance(workflow_id)
+            if submitted:
+                metrics.WORKFLOW_STEPS_REDRIVEN.inc(submitted)
+                log.warning(
+                    "workflow step left behind submitted",
+                    workflow_id=str(workflow_id),
+                    steps=submitted,
+                )
 
     async def _gone(self, positions: dict[UUID, str]) -> dict[UUID, str]:
         """The positions among ``positions`` whose message no worker will ever receive."""
@@ -104,7 +126,7 @@ class Reaper:
         an overdue task's deadline moved on, a lost message is found again next sweep)."""
         message = claim.message
         sent: BaseModel = message
-        topic = self._settings.task_topic(message.task)
+        topic = self._settings.task_topic(message.task, message.priority)
         if claim.letter is not None:
             topic, sent = topics.dead_letter_topic(self._settings.namespace), claim.letter
         try:

@@ -53,7 +53,7 @@ class RetryScheduler:
                     retry_after_attempt=retry.attempt,
                 )
                 return
-            topic = self._settings.task_topic(retry.message.task)
+            topic = self._settings.task_topic(retry.message.task, retry.message.priority)
             await until_available(
                 lambda: self._publisher.publish(topic, retry.message, key=str(retry.message.id))
             )

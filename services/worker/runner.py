@@ -14,19 +14,22 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from services.core import metrics, topics
+from services.core import metrics, policy, topics
 from services.core.catalog import Catalog, TaskSpec
 from services.core.errors import (
     AlreadyRunningError,
     AttemptSuperseded,
+    BackendUnavailableError,
     InvalidTransitionError,
     TaskCancelled,
     TaskNotFoundError,
     UnknownTaskError,
 )
+from services.core.limiter import Admission, ConcurrencyKey, Limiter, concurrency_value
 from services.core.logs import get_logger
 from services.core.models import (
     DeadLetter,
+    Hold,
     Progress,
     ScheduledRetry,
     TaskError,
@@ -38,12 +41,19 @@ from services.core.publisher import TaskPublisher
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import TaskStore
+from services.core.workflow_engine import WorkflowEngine
 from services.worker.backoff import until_available
 from services.worker.context import WorkerTaskContext
 from services.worker.leases import LeaseKeeper
 
 log = get_logger(__name__)
 _ANY = TypeAdapter(Any)
+
+INLINE_RATE_WAIT_SECONDS = 0.5
+"""A rate-limit slot this close is waited for in place (the message's slot held that long);
+a later one holds the task back through the timer loop, freeing the slot and the partition.
+The hold ends this much before the slot, and the returning copy waits the rest in place: the
+timer loop's tick and the trip through Kafka would otherwise make starts bunch up."""
 
 
 class TaskRunner:
@@ -55,12 +65,15 @@ class TaskRunner:
         leases: LeaseKeeper,
         *,
         settings: Settings,
+        workflows: WorkflowEngine,
     ) -> None:
         self._store = store
+        self._workflows = workflows
         self._catalog = catalog
         self._publisher = publisher
         self._leases = leases
         self._settings = settings
+        self._limiter: Limiter = store.limiter()
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="task")
         # A synchronous task starts (PROGRESS, lease, time limit) only once a thread is free
         # for it: of the worker's many slots, only ``worker_threads`` can run such code.
@@ -99,29 +112,126 @@ class TaskRunner:
         except UnknownTaskError as error:
             await self._fail_unknown(message, error)
             return
+        if message.expires_at is not None and utcnow() >= message.expires_at:
+            await self._expire(message)
+            return
+        if not await self._within_rate(spec, message):
+            return
+        admitted, slot = await self._concurrency_slot(spec, message)
+        if not admitted:
+            return
         if spec.is_async:
-            await self._run_spec(spec, message, delivery)
+            await self._run_spec(spec, message, delivery, slot)
             return
         async with self._threads:
-            await self._run_spec(spec, message, delivery)
+            await self._run_spec(spec, message, delivery, slot)
 
-    async def _run_spec(self, spec: TaskSpec, message: TaskMessage, delivery: str) -> None:
+    async def _run_spec(
+        self,
+        spec: TaskSpec,
+        message: TaskMessage,
+        delivery: str,
+        slot: ConcurrencyKey | None,
+    ) -> None:
         try:
             record = await until_available(lambda: self._start(message, delivery))
         except AlreadyRunningError as running:
             log.info("duplicate delivery skipped: the task runs already", reason=str(running))
-            return
+            return  # the running copy holds the concurrency slot (the same task id)
         except InvalidTransitionError as refused:
             log.info("task already settled; duplicate delivery skipped", status=refused.current)
+            await self._free(slot)
             return
         if record is None:
+            await self._free(slot)
             return
         attempt = record.attempts
-        self._leases.hold(message.id, attempt)
+        self._leases.hold(message.id, attempt, slot)
         try:
             await self._attempt(spec, message, attempt)
         finally:
             self._leases.release(message.id, attempt)
+            await self._free(slot)
+
+    async def _expire(self, message: TaskMessage) -> None:
+        """Its expiry passed before any attempt started: EXPIRED, and it never runs."""
+        try:
+            record = await until_available(
+                lambda: self._store.transition(message.id, TaskState.EXPIRED)
+            )
+        except (InvalidTransitionError, TaskNotFoundError) as refused:
+            log.info("expired message skipped: the task is not waiting", reason=str(refused))
+            return
+        await self._advance_workflow(record)
+        metrics.TASKS_EXPIRED.labels(message.task).inc()
+        log.info("task expired before it started", expires_at=str(message.expires_at))
+
+    async def _within_rate(self, spec: TaskSpec, message: TaskMessage) -> bool:
+        """Take a slot of the task's rate limit; False if the task was held back for a later
+        one (or its record is settled). A copy that reserved its slot before runs without."""
+        limit = policy.rate_limit(spec, self._settings)
+        if limit is None:
+            return True
+        if message.rate_slot is not None:  # back from a hold, a little before its slot
+            wait = (message.rate_slot - utcnow()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(min(wait, INLINE_RATE_WAIT_SECONDS))
+            return True
+        slot = await until_available(lambda: self._limiter.reserve(spec.name, limit))
+        wait = slot.wait_seconds
+        if wait <= INLINE_RATE_WAIT_SECONDS:
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return True
+        await self._hold(
+            message, Hold.RATE_LIMIT, wait - INLINE_RATE_WAIT_SECONDS, rate_slot=slot.at_us
+        )
+        return False
+
+    async def _concurrency_slot(
+        self, spec: TaskSpec, message: TaskMessage
+    ) -> tuple[bool, ConcurrencyKey | None]:
+        """Whether the attempt may start, and the concurrency slot it then holds (None: the
+        task has no limit). Not admitted: all slots were taken, and the task was held back
+        until one frees."""
+        limit = spec.concurrency
+        if limit is None:
+            return True, None
+        key = ConcurrencyKey(spec.name, concurrency_value(limit, message.payload), message.id)
+        admission = await until_available(lambda: self._limiter.acquire(key, limit))
+        if admission is not Admission.FULL:
+            return True, key
+        # Woken when a slot frees; the lease is a fallback should that wake-up be lost.
+        await self._hold(message, Hold.CONCURRENCY, self._store.lease_seconds)
+        return False, None
+
+    async def _free(self, slot: ConcurrencyKey | None) -> None:
+        if slot is not None:
+            await until_available(lambda: self._limiter.release(slot))
+
+    async def _hold(
+        self, message: TaskMessage, reason: Hold, seconds: float, *, rate_slot: int | None = None
+    ) -> None:
+        until = utcnow() + timedelta(seconds=seconds)
+        try:
+            await until_available(
+                lambda: self._store.hold(
+                    message.id, until=until, reason=reason, rate_slot=rate_slot
+                )
+            )
+        except TaskNotFoundError:
+            if await self._store.restore(message) is None:
+                return  # withdrawn
+            await until_available(
+                lambda: self._store.hold(
+                    message.id, until=until, reason=reason, rate_slot=rate_slot
+                )
+            )
+        except InvalidTransitionError as refused:
+            log.info("not held back: the task is not waiting", reason=str(refused))
+            return
+        metrics.TASKS_HELD.labels(message.task, reason.value).inc()
+        log.info("task held back", reason=reason.value, due_at=until.isoformat())
 
     async def _start(self, message: TaskMessage, delivery: str) -> TaskRecord | None:
         """Start an attempt (one write: PROGRESS, the attempt counted, the lease taken). A
@@ -242,7 +352,10 @@ class TaskRunner:
         except (InvalidTransitionError, TaskNotFoundError) as refused:
             log.info("no retry: task settled or another attempt runs", reason=str(refused))
             return
-        retry = ScheduledRetry(message=message, due_at=due, attempt=attempt)
+        # A rate-limit slot is good for one attempt: the retry takes a new one.
+        retry = ScheduledRetry(
+            message=message.model_copy(update={"rate_slot": None}), due_at=due, attempt=attempt
+        )
         await until_available(
             lambda: self._publisher.publish(
                 topics.retry_topic(self._settings.namespace), retry, key=str(message.id)
@@ -288,7 +401,7 @@ class TaskRunner:
         attempt took it over (this one's outcome is discarded)."""
         progress = Progress(percent=100, message="done") if state is TaskState.COMPLETE else None
         try:
-            await until_available(
+            record = await until_available(
                 lambda: self._store.transition(
                     message.id,
                     state,
@@ -302,7 +415,23 @@ class TaskRunner:
         except (InvalidTransitionError, TaskNotFoundError) as refused:
             log.info("outcome not stored", reason=str(refused))
             return False
+        await self._advance_workflow(record)
         return True
+
+    async def _advance_workflow(self, record: TaskRecord) -> None:
+        """A workflow member finished: submit what its workflow has due now (the next chain
+        link, a chord's callback). Its terminal write put the workflow in the outbox, so
+        should this fail (or the worker die first) the reaper does it."""
+        if record.workflow is None:
+            return
+        try:
+            await self._workflows.advance(record.workflow.id)
+        except BackendUnavailableError as error:
+            log.warning(
+                "workflow not advanced; the reaper will",
+                workflow_id=str(record.workflow.id),
+                reason=error.reason,
+            )
 
 
 def _error_of(error: BaseException) -> TaskError:

@@ -10,7 +10,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devstack.stack import REPO_ROOT
-from services.client import Client
+from services.client import Client, chord, group, sig
+from services.core import policy
+from services.core.settings import Settings
+from services.tasks import catalog
 from tests.conftest import AppStack, StartApps
 
 KEY = "dashboard-key"
@@ -39,7 +42,11 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def apps(start_apps: StartApps, namespace: str) -> AppStack:
-    return start_apps(namespace, env={"KT_API_KEYS": json.dumps([KEY])})
+    schedule = {"name": "nightly", "task": "noop", "cron": "0 3 * * *", "timezone": "Europe/Paris"}
+    return start_apps(
+        namespace,
+        env={"KT_API_KEYS": json.dumps([KEY]), "KT_SCHEDULES": json.dumps([schedule])},
+    )
 
 
 def test_the_dashboard_shows_a_task_move_to_complete_live(apps: AppStack, browser: Browser) -> None:
@@ -63,15 +70,34 @@ def test_the_dashboard_shows_a_task_move_to_complete_live(apps: AppStack, browse
         expect(row.locator("td").nth(2)).to_have_text("PROGRESS", timeout=15_000)
         expect(row.locator("td").nth(2)).to_have_text("COMPLETE", timeout=30_000)
         tasks.submit("fail", {"message": "shown with its traceback"})
+        later = tasks.submit("noop", {}, countdown=3600)
+        held = page.locator(f'#recent tr[data-task-id="{later.id}"] td').nth(2)
+        expect(held).to_contain_text("PENDING until", timeout=10_000)
+        expect(held).to_contain_text("(eta)")
 
     expect(page.locator('[data-state="COMPLETE"] b')).to_have_text("1", timeout=10_000)
     expect(page.locator('[data-state="FAILURE"] b')).to_have_text("1", timeout=15_000)
-    expect(page.locator("#lag tbody tr")).to_have_count(6, timeout=15_000)  # 5 tasks + retries
+    topics = len(policy.all_task_topics(catalog, Settings())) + 1  # the retry topic too
+    expect(page.locator("#lag tbody tr")).to_have_count(topics, timeout=15_000)
+    nightly = page.locator('#schedules tr[data-schedule="nightly"]')
+    expect(nightly).to_contain_text("cron 0 3 * * * (Europe/Paris)")
 
     row.locator("a").click()
     expect(page.locator("#detail")).to_be_visible()
     expect(page.locator("#detail-history tbody tr").last).to_contain_text("COMPLETE")
     expect(page.locator("#detail-outcome")).to_contain_text("slept_seconds")
+    # A workflow member's detail shows its workflow: n of m done, every member and result.
+    with Client(apps.api.url, api_key=KEY) as tasks:
+        flow = tasks.submit_workflow(
+            chord(group(sig("add", {"x": 1}), sig("add", {"x": 2})), sig("tally"))
+        )
+        tasks.wait_workflow(flow.id, timeout=60)
+    member = page.locator(f'#recent tr[data-task-id="{flow.members[0].task_id}"] a')
+    member.click()
+    expect(page.locator("#workflow-title")).to_contain_text("(chord): COMPLETE, 2 of 2 done")
+    callback = page.locator('#workflow-members tr[data-step="2"]')
+    expect(callback).to_contain_text("callback")
+    expect(callback).to_contain_text('"sum":3')
     assert KEY not in page.content(), "the page must never show a secret"
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

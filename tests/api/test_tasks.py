@@ -101,7 +101,10 @@ async def test_unknown_id_is_404_and_malformed_id_is_422(api_client: httpx.Async
 async def test_bad_submissions_are_4xx_and_store_nothing(api_client: httpx.AsyncClient) -> None:
     unknown_task = await api_client.post("/tasks", json={"task": "nope", "payload": {}})
     assert unknown_task.status_code == 404
-    assert "known tasks: fail, flaky, noop, overrun, sleep" in unknown_task.json()["detail"]
+    assert (
+        "known tasks: add, fail, flaky, noop, overrun, sleep, sync_customer, tally"
+        in (unknown_task.json()["detail"])
+    )
 
     bad_payload = await api_client.post(
         "/tasks", json={"task": "sleep", "payload": {"seconds": -1}}
@@ -118,7 +121,16 @@ async def test_catalog_lists_each_task_with_its_topic_and_schema(
 ) -> None:
     catalog = (await api_client.get("/catalog")).json()
 
-    assert [entry["name"] for entry in catalog] == ["fail", "flaky", "noop", "overrun", "sleep"]
+    assert [entry["name"] for entry in catalog] == [
+        "add",
+        "fail",
+        "flaky",
+        "noop",
+        "overrun",
+        "sleep",
+        "sync_customer",
+        "tally",
+    ]
     sleep = next(entry for entry in catalog if entry["name"] == "sleep")
     assert sleep["topic"] == f"{namespace}.tasks.sleep"
     assert sleep["payload_schema"]["properties"]["seconds"]["maximum"] == 3600

@@ -96,6 +96,88 @@ def test_lag_shows_the_backlog_and_the_replicas_keda_would_ask_for(
     assert decision["replicas"] == 3
 
 
+def test_delayed_prioritised_and_expiring_submissions_and_the_schedules(
+    start_apps: StartApps, namespace: str
+) -> None:
+    schedule = {"name": "hourly", "task": "noop", "every_seconds": 3600}
+    apps = start_apps(namespace, workers=0, env={"KT_SCHEDULES": json.dumps([schedule])})
+    assert apps.api is not None
+    env = {"KAFKA_TASKS_URL": apps.api.url}
+    code, out = run(
+        env,
+        "submit",
+        "noop",
+        "--countdown",
+        "600",
+        "--priority",
+        "high",
+        "--expires",
+        "900",
+        "--json",
+    )
+    assert code == 0, out
+    record = json.loads(out)
+    assert (record["status"], record["held_by"], record["priority"]) == ("PENDING", "eta", "high")
+    assert record["expires_at"] > record["due_at"]
+
+    code, out = run(env, "status", record["id"])
+    assert code == 0
+    assert "due" in out
+    assert "(eta)" in out
+
+    code, out = run(env, "submit", "fail", "--priority", "high")
+    assert code == 8
+    assert "prioritized=True" in out
+
+    code, out = run(env, "schedules", "--json")
+    assert code == 0, out
+    [listed] = json.loads(out)
+    assert (listed["name"], listed["rule"], listed["last_run_at"]) == (
+        "hourly",
+        "every 3600 s",
+        None,
+    )
+    code, out = run(env, "schedules")
+    assert "hourly" in out
+
+
+def test_workflow_submit_status_and_cancel(env: dict[str, str], tmp_path: Path) -> None:
+    spec = {
+        "kind": "chain",
+        "tasks": [{"task": "add", "payload": {"x": 1}}, {"task": "add", "payload": {"x": 2}}],
+    }
+    code, out = run(env, "workflow", "submit", json.dumps(spec), "--wait", "--json")
+    assert code == 0, out
+    chained = json.loads(out)
+    assert (chained["status"], chained["result"]) == ("COMPLETE", 3)
+
+    code, out = run(env, "workflow", "status", chained["id"])
+    assert code == 0, out
+    assert "2 of 2" in out
+    assert "COMPLETE" in out
+
+    spec_file = tmp_path / "group.json"
+    sleeper = {"task": "sleep", "payload": {"seconds": 30}}
+    spec_file.write_text(json.dumps({"kind": "group", "tasks": [sleeper, sleeper]}))
+    code, out = run(env, "workflow", "submit", f"@{spec_file}", "--json")
+    assert code == 0, out
+    group_id = json.loads(out)["id"]
+    code, out = run(env, "workflow", "cancel", group_id, "--json")
+    assert code == 0, out
+    assert json.loads(out)["status"] == "CANCELLED"
+    code, out = run(env, "workflow", "status", group_id)
+    assert code == 3  # cancelled
+    code, out = run(env, "workflow", "cancel", group_id)
+    assert code == 8  # it ended already
+
+    failing = {"kind": "chain", "tasks": [{"task": "fail"}]}
+    code, out = run(env, "workflow", "submit", json.dumps(failing), "--wait")
+    assert code == 1
+    code, out = run(env, "workflow", "submit", '{"kind": "chord", "tasks": [{"task": "add"}]}')
+    assert code == 2  # refused before it is sent: a chord needs a callback
+    assert "callback" in out
+
+
 def test_submit_batch_from_json_lines(env: dict[str, str], tmp_path: Path) -> None:
     lines = tmp_path / "tasks.jsonl"
     lines.write_text(

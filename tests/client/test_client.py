@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,13 +13,21 @@ from devstack.processes import free_port
 from services.client import (
     AsyncClient,
     Client,
+    Priority,
     ServiceUnavailable,
     TaskCancelledError,
+    TaskExpired,
     TaskFailed,
     TaskNotFound,
     TaskState,
     Unauthorized,
     WaitTimeout,
+    WorkflowFailed,
+    WorkflowState,
+    chain,
+    chord,
+    group,
+    sig,
 )
 from tests.conftest import AppStack, StartApps
 
@@ -133,3 +142,50 @@ async def test_wait_polls_when_the_api_serves_all_the_streams_it_may(
         await follower.aclose()
     assert done.status is TaskState.COMPLETE
     assert polled.result == "x"
+
+
+async def test_options_priorities_expiry_and_schedules_through_the_client(
+    start_apps: StartApps, namespace: str
+) -> None:
+    schedule = {"name": "every-minute", "task": "noop", "cron": "* * * * *"}
+    apps = start_apps(namespace, workers=0, env={"KT_SCHEDULES": json.dumps([schedule])})
+    async with AsyncClient(url(apps)) as tasks:
+        eta = datetime.now(UTC) + timedelta(minutes=5)
+        later = await tasks.submit("sleep", {"seconds": 1}, eta=eta, priority=Priority.LOW)
+        assert (later.status, later.due_at, later.priority) == (TaskState.PENDING, eta, "low")
+        doomed = await tasks.submit("noop", expires=1)
+        assert doomed.expires_at is not None
+        [listed] = await tasks.schedules()
+        assert (listed.name, listed.rule) == ("every-minute", "cron * * * * * (UTC)")
+        assert listed.next_run_at.second == 0
+        await asyncio.sleep((doomed.expires_at - datetime.now(UTC)).total_seconds() + 0.2)
+        apps.add_worker()
+        with pytest.raises(TaskExpired, match="expired"):
+            await tasks.wait(doomed.id, timeout=60)
+
+
+async def test_workflows_through_the_typed_builder(apps: AppStack) -> None:
+    async with AsyncClient(url(apps), api_key=KEY) as tasks:
+        flow = await tasks.submit_workflow(
+            chord(group(sig("add", {"x": i}) for i in range(4)), sig("tally"))
+        )
+        assert flow.status is WorkflowState.RUNNING
+        done = await tasks.wait_workflow(flow.id, timeout=60)
+        chained = await tasks.submit_workflow(chain(sig("add", {"x": 2}), sig("add", {"x": 3})))
+        assert (await tasks.wait_workflow(chained.id, timeout=60)).result == 5
+        broken = await tasks.submit_workflow(chain(sig("fail"), sig("add")))
+        with pytest.raises(WorkflowFailed) as failed:
+            await tasks.wait_workflow(broken.id, timeout=60)
+    assert done.result == {"sum": 6, "count": 4, "missing": 0}
+    assert done.done == done.total == 4
+    assert failed.value.record.failed is not None
+    assert failed.value.record.failed.step == 0
+
+    with Client(url(apps), api_key=KEY) as sync_tasks:
+        running = sync_tasks.submit_workflow(group(sig("sleep", {"seconds": 30}, previous_as=None)))
+        cancelled = sync_tasks.cancel_workflow(running.id)
+        with pytest.raises(WorkflowFailed):
+            sync_tasks.wait_workflow(running.id, timeout=30)
+        with pytest.raises(TaskNotFound):
+            sync_tasks.get_workflow(uuid.uuid4())
+    assert cancelled.status is WorkflowState.CANCELLED

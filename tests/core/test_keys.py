@@ -18,6 +18,7 @@ from services.core.keys import (
     shard_of_idempotency_key,
 )
 from services.core.states import TaskState
+from services.core.workflows import member_id
 
 
 def slot(key: str) -> int:
@@ -89,19 +90,40 @@ def test_every_script_call_is_single_slot() -> None:
         state_scripts.WITHDRAW_KEYS,
         state_scripts.SETTLE_KEYS,
         state_scripts.READ_KEYS,
+        state_scripts.HOLD_KEYS,
+        state_scripts.RELEASE_KEYS,
+        state_scripts.WAKE_KEYS,
     ):
         for target in TaskState:
             key = "order-7"
+            # A workflow member (its id derived from its workflow's, in the key's shard): a
+            # terminal write declares the workflow's keys too, in the same slot.
+            workflow_id = new_task_id(key)
             names = layout.resolve(
                 keys,
-                new_task_id(key),
+                member_id(workflow_id, 3),
                 task="sleep",
                 target=target,
                 minute=30_000_000,
                 idempotency_key=key,
+                workflow_id=workflow_id,
             )
             assert len(names) == len(layout.roles)
             assert len({slot(name) for name in names}) == 1, (layout, names)
+
+
+def test_a_workflow_and_its_members_share_one_slot() -> None:
+    keys = RedisKeys("kt")
+    for _ in range(200):
+        workflow_id = new_task_id()
+        names = [keys.workflow(workflow_id), keys.workflow_events(workflow_id)]
+        names += [keys.record(member_id(workflow_id, step)) for step in range(20)]
+        assert len({slot(name) for name in names}) == 1
+    # The keys that two-key scripts touch together share a hash tag.
+    assert slot(keys.concurrency_slots("sync", '"a}b"')) == slot(
+        keys.concurrency_waiters("sync", '"a}b"')
+    )
+    assert slot(keys.scheduler_leader) == slot(keys.schedule("nightly"))
 
 
 def test_records_can_be_found_by_scanning_and_told_apart_from_other_keys() -> None:

@@ -225,6 +225,7 @@ async def test_listing_filters_by_state_and_name_newest_first_with_a_cursor(
         "COMPLETE": 1,
         "FAILURE": 0,
         "CANCELLED": 0,
+        "EXPIRED": 0,
     }
     assert counts["noop"]["PENDING"] == 2
     assert counts["noop"]["PROGRESS"] == 1

@@ -231,6 +231,27 @@ def test_quantities_are_read_like_kubernetes_reads_them(text: str, value: str) -
     assert parse_quantity(text) == Decimal(value)
 
 
+def test_a_stack_that_could_scale_its_workers_to_zero_is_refused() -> None:
+    # Delayed tasks and schedules need a worker's clock even when no topic has lag.
+    assert "workerMinReplicas=0 would leave no worker running" in config_error(workerMinReplicas=0)
+
+
+def test_task_topics_that_would_share_a_kafkatopic_name_are_refused() -> None:
+    from types import SimpleNamespace
+
+    from infra.config import _rule_topic_names_distinct
+
+    colliding = SimpleNamespace(
+        consumed_topics=["kt.tasks.noop", "kt.tasks.noop.high", "kt.tasks.noop-high"],
+        dead_letter_topic="kt.dead-letter",
+    )
+    problem = _rule_topic_names_distinct(colliding)  # type: ignore[arg-type]
+    assert problem is not None
+    assert "'kt.tasks.noop.high' and 'kt.tasks.noop-high' would both be the KafkaTopic" in problem
+    fine = SimpleNamespace(consumed_topics=["kt.tasks.noop"], dead_letter_topic="kt.dead-letter")
+    assert _rule_topic_names_distinct(fine) is None  # type: ignore[arg-type]
+
+
 def test_a_cluster_endpoint_needs_a_url(render_dev_with: Callable[..., RenderedStack]) -> None:
     with pytest.raises(ConfigError, match=r"redisUrl is not set \(redisMode cluster-external\)"):
         render_dev_with(secrets={"apiKeys": '["k"]'}, redisMode="cluster-external")

@@ -61,9 +61,15 @@ def test_every_component_is_declared_once_and_parents_its_children(stack: Render
             assert resource.parent in component_urns, f"{resource.name} is not in a component"
 
 
-def test_one_topic_per_task_plus_retry_and_dead_letter(stack: RenderedStack) -> None:
+def test_one_topic_per_task_and_priority_plus_retry_and_dead_letter(stack: RenderedStack) -> None:
     ns = namespace_of(stack)
-    expected = [topics.task_topic(ns, name) for name in catalog.names()]
+    expected = [
+        topic
+        for spec_ in catalog.specs()
+        for topic in topics.task_topics(ns, spec_.name, prioritized=spec_.prioritized)
+    ]
+    assert topics.task_topic(ns, "noop", "high") in expected  # a prioritised demo task
+    assert topics.task_topic(ns, "fail", "high") not in expected
     expected += [topics.retry_topic(ns), topics.dead_letter_topic(ns)]
     declared = [spec(t)["topicName"] for t in stack.kind("KafkaTopic")]
     assert sorted(declared) == sorted(expected)
@@ -322,7 +328,7 @@ def test_kafka_has_one_tls_scram_listener_and_authorizes(stack: RenderedStack) -
 
 def test_each_component_has_a_kafka_user_with_exactly_its_acls(stack: RenderedStack) -> None:
     config = parse_config(stack_config(stack.stack))
-    grants = access.kafka_grants(config.task_namespace, catalog.names())
+    grants = access.kafka_grants(config.task_namespace, catalog)
     users = {r.inputs["metadata"]["name"]: r.inputs for r in stack.kind("KafkaUser")}
     assert set(users) == {component.user for component in Component}
     for component in Component:

@@ -61,13 +61,16 @@ async def test_keda_asks_for_workers_for_a_backlog_follows_the_drain_and_deactiv
     overrides = {
         "taskNamespace": namespace,
         "topicPartitions": PARTITIONS,
-        "workerMinReplicas": 0,
+        # The stack refuses 0 (a worker must run to queue delayed tasks and fire schedules);
+        # the ScaledObject is then set to scale to zero below, which is KEDA's case under test.
+        "workerMinReplicas": 1,
         "workerMaxReplicas": PARTITIONS,
         "lagThreshold": THRESHOLD,
         "retryLagThreshold": RETRY_THRESHOLD,
     }
     bootstrap = backends.bootstrap_servers
     scaled = await asyncio.to_thread(stack_scaled_object, "dev", bootstrap, overrides)
+    scaled.manifest["spec"]["minReplicaCount"] = 0
     sleep, retry = settings.task_topic("sleep"), topics.retry_topic(namespace)
     readings: list[Reading] = []
 

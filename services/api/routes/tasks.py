@@ -31,6 +31,7 @@ from services.core.errors import (
 from services.core.logs import get_logger
 from services.core.models import TaskRecord
 from services.core.states import TaskState
+from services.core.submission import Timing
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 log = get_logger(__name__)
@@ -80,6 +81,11 @@ IdempotencyKey = Annotated[
         },
         413: {"model": Problem, "description": "Payload too large."},
         415: {"model": Problem, "description": "Body is not application/json."},
+        422: {
+            "model": Problem,
+            "description": "Invalid JSON, payload or option (countdown with eta, an expiry "
+            "that is past or not after the due time, a priority the task has no topic for).",
+        },
         **UNAVAILABLE,
         504: {
             "model": Problem,
@@ -92,9 +98,16 @@ IdempotencyKey = Annotated[
 async def submit_task(
     body: TaskCreate, services: ServicesDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    """Accept a task: store it as PENDING, publish it, answer once the broker has it."""
+    """Accept a task: store it as PENDING, publish it, answer once the broker has it (a task
+    with a countdown or eta is stored held back, and queued when due)."""
+    services.submitter.spec(body.task)  # an unknown task is a 404 before any option's 422
+    timing = Timing.of(countdown=body.countdown, eta=body.eta, expires=body.expires)
     submission = await services.submitter.submit(
-        body.task, body.payload, idempotency_key=idempotency_key
+        body.task,
+        body.payload,
+        idempotency_key=idempotency_key,
+        priority=body.priority,
+        timing=timing,
     )
     record = submission.record
     return _json(record, status_code=202, headers={"Location": f"/tasks/{record.id}"})

@@ -1,7 +1,7 @@
 // The kafka-tasks dashboard: polls the API once a second and redraws. No build step.
 "use strict";
 
-const STATES = ["PENDING", "PROGRESS", "RETRY", "COMPLETE", "FAILURE", "CANCELLED"];
+const STATES = ["PENDING", "PROGRESS", "RETRY", "COMPLETE", "FAILURE", "CANCELLED", "EXPIRED"];
 const KEY_STORAGE = "kafka-tasks-api-key";
 let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
 let openTask = null;
@@ -70,13 +70,26 @@ function renderLag(scaling) {
   $("lag-note").textContent = scaling.note;
 }
 
+function renderSchedules(page) {
+  const when = (value) => (value ? new Date(value).toLocaleString() : "–");
+  $("schedules").tBodies[0].replaceChildren(...page.items.map((s) =>
+    el("tr", { "data-schedule": s.name }, el("td", {}, s.name), el("td", {}, s.task), el("td", {}, s.rule),
+      el("td", {}, when(s.next_run_at)), el("td", {}, when(s.last_run_at)),
+      el("td", {}, s.last_task_id ? el("a", { onclick: () => showDetail(s.last_task_id) }, s.last_task_id.slice(0, 8)) : "–"),
+      el("td", { class: "num" }, s.skipped))));
+  $("schedules-note").textContent = page.items.length === 0 ? "no periodic schedules"
+    : (page.leader ? `fired by the worker holding the scheduler lease (${page.leader.slice(0, 8)})`
+      : "no worker holds the scheduler lease right now");
+}
+
 function renderRecent(items) {
   $("recent").tBodies[0].replaceChildren(...items.map((t) => {
     const percent = t.progress ? t.progress.percent : (t.status === "COMPLETE" ? 100 : 0);
     return el("tr", { "data-task-id": t.id },
       el("td", {}, el("a", { onclick: () => showDetail(t.id) }, t.id.slice(0, 8))),
       el("td", {}, t.task),
-      el("td", { class: `state-${t.status}` }, t.status),
+      el("td", { class: `state-${t.status}` }, t.status,
+        t.status === "PENDING" && t.due_at ? el("small", { class: "muted" }, ` until ${new Date(t.due_at).toLocaleTimeString()} (${t.held_by})`) : ""),
       el("td", {}, progressBar(percent)),
       el("td", { class: "num" }, t.attempts),
       el("td", {}, new Date(t.created_at).toLocaleTimeString()));
@@ -106,11 +119,31 @@ async function refreshDetail() {
     el("tr", {}, el("td", { class: "num" }, h.version), el("td", { class: `state-${h.status}` }, h.status),
       el("td", {}, h.progress ? `${h.progress.percent.toFixed(0)}% ${h.progress.message}` : ""),
       el("td", {}, new Date(h.updated_at).toLocaleTimeString()))));
+  await renderWorkflow(record.workflow);
+}
+
+// The workflow a task is a member of: its state, n of m done, and every member.
+async function renderWorkflow(link) {
+  $("detail-workflow").hidden = !link;
+  if (!link) return;
+  const flow = await api(`/workflows/${link.id}`);
+  $("workflow-title").textContent =
+    `${flow.id.slice(0, 8)} (${flow.kind}): ${flow.status}, ${flow.done} of ${flow.total} done`;
+  const steps = flow.callback ? [...flow.members, flow.callback] : flow.members;
+  $("workflow-members").tBodies[0].replaceChildren(...steps.map((m) => {
+    const result = m.is_callback ? flow.result : flow.results[m.step];
+    return el("tr", { "data-step": m.step },
+      el("td", {}, m.is_callback ? "callback" : m.step), el("td", {}, m.task),
+      el("td", { class: m.status ? `state-${m.status}` : "muted" }, m.status || "not submitted"),
+      el("td", {}, m.task_id ? el("a", { onclick: () => showDetail(m.task_id) }, m.task_id.slice(0, 8)) : "–"),
+      el("td", {}, result === null || result === undefined ? "" : JSON.stringify(result)));
+  }));
 }
 
 async function refresh() {
   try {
-    const [summary, recent] = await Promise.all([api("/dashboard/summary"), api("/tasks?limit=25")]);
+    const [summary, recent, schedules] = await Promise.all([
+      api("/dashboard/summary"), api("/tasks?limit=25"), api("/schedules")]);
     $("login").hidden = true;
     $("board").hidden = false;
     $("namespace").textContent = `namespace ${summary.namespace}`;
@@ -119,6 +152,7 @@ async function refresh() {
     renderRates(summary.finished_per_second);
     renderLag(summary.scaling);
     renderRecent(recent.items);
+    renderSchedules(schedules);
     await refreshDetail();
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
