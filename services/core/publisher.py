@@ -5,12 +5,29 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 from pydantic import BaseModel
 
 from services.core.errors import BackendUnavailableError
 from services.core.kafka_security import access_denied, client_options
 from services.core.settings import Settings
+
+FATAL_TO_THE_PRODUCER = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
+"""Errors after which an idempotent producer's state (its producer id and sequence numbers)
+no longer matches the broker's: every later send fails the same way. Seen after a whole-
+cluster outage (chaos seed 24680: a worker's producer answered OutOfOrderSequenceNumber for
+minutes, until the end of the run). The producer is replaced; the next send starts afresh."""
 
 
 class TaskPublisher:
@@ -60,6 +77,7 @@ class TaskPublisher:
                     topic, message.model_dump_json().encode(), key=key.encode()
                 )
         except KafkaError as exc:
+            await self._replace_if_fatal(exc)
             denied = access_denied(
                 exc, user=self._settings.kafka_sasl_username, operation=f"write to topic {topic}"
             )
@@ -95,6 +113,7 @@ class TaskPublisher:
                     try:
                         meta = await sent
                     except KafkaError as exc:
+                        await self._replace_if_fatal(exc)
                         results[index] = BackendUnavailableError(
                             "kafka", f"no acknowledgement from the broker ({type(exc).__name__})"
                         )
@@ -112,6 +131,14 @@ class TaskPublisher:
         except (BackendUnavailableError, KafkaError, TimeoutError, OSError):
             return False
         return bool(cluster.brokers())
+
+    async def _replace_if_fatal(self, error: KafkaError) -> None:
+        if not isinstance(error, FATAL_TO_THE_PRODUCER):
+            return
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
     async def stop(self) -> None:
         if self._producer is not None:
