@@ -181,8 +181,9 @@ def start_cluster(
                 libs,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument: a random cluster id may start with "-", which argparse would
+                # take for an option after a separate "-t".
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(config),
                 *(secure.kafka_format_arguments(security) if security is not None else []),
