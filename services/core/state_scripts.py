@@ -326,7 +326,9 @@ UPDATE: Final = _script(
 -- to clear it), fields.
 -- Returns {{'ok', record}} | {{'missing', ''}} | {{'refused', current status}}
 --       | {{'running', delivery that runs it}} | {{'stale', current status}}
---       | {{'task', the record's task name}} (the caller built its keys for another task).
+--       | {{'task', the record's task name}} (the caller built its keys for another task)
+--       | {{'workflow', ''}} (a terminal write whose caller's word on the task's workflow
+--         membership, given by the keys it passed, is not the record's).
 if replayed() then return {{'ok', redis.call('HGETALL', record)}} end
 local status, task, delivery, attempt, deadline = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 by_state[status] = KEYS[{UPDATE_KEYS.target_position()[0]}]
@@ -335,6 +337,11 @@ local current = redis.call('HGET', record, 'status')
 if not current then return {{'missing', ''}} end
 local stored_task = redis.call('HGET', record, 'task')
 if stored_task ~= task then return {{'task', stored_task}} end
+if terminal[status] then
+  local link = redis.call('HGET', record, 'workflow')
+  local member = (link and link ~= 'null') and true or false
+  if member ~= (workflow ~= nil) then return {{'workflow', ''}} end
+end
 -- A write of an attempt that is over (it over-ran its time limit, or another took over).
 if attempt ~= '' and redis.call('HGET', record, 'attempts') ~= attempt then
   return {{'stale', current}}

@@ -20,8 +20,8 @@ from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Final
+from enum import Enum, StrEnum, auto
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from pydantic import JsonValue
@@ -82,6 +82,15 @@ CREATE_MARGIN_SECONDS: Final = 0.5
 run in time, its reply would have arrived (a paused Redis runs queued commands on resume)."""
 
 SHARD_IDS: Final = range(SHARDS)
+
+
+class Unknown(Enum):
+    """A value the caller does not know: the store reads it."""
+
+    TOKEN = auto()
+
+
+UNKNOWN: Final = Unknown.TOKEN
 
 
 @dataclass(frozen=True)
@@ -495,18 +504,21 @@ class TaskStore:
         retry_at: datetime | None = None,
         start_delivery: str | None = None,
         attempt: int | None = None,
+        workflow: UUID | Literal[Unknown.TOKEN] | None = UNKNOWN,
     ) -> TaskRecord:
         """Move a task to ``status``; refused (InvalidTransitionError) if the table forbids it.
 
         ``task`` is the task's name, which its index keys carry: pass it when known (the
-        worker has its message); without it the store reads it first.
+        worker has its message); without it the store reads it first. ``workflow``, the
+        workflow the task is a member of (None: of none), goes with a terminal write; when
+        it or ``task`` is not given, a terminal write reads both first (one round trip more).
         ``start_delivery`` (topic/partition/offset of the message) starts a new attempt; it is
         refused with AlreadyRunningError while another delivery's attempt holds its lease.
         A worker's later writes pass their ``attempt``: refused with StaleAttemptError once a
         newer attempt started, and a progress report is refused unless the task runs.
         """
-        workflow_id: UUID | None = None
-        if task is None or status.is_terminal:
+        workflow_id = None if workflow is UNKNOWN else workflow
+        if task is None or (status.is_terminal and workflow is UNKNOWN):
             # A member's workflow is written at its create and never changes: reading it
             # before the write is safe; its keys go into the terminal write.
             task, workflow_id = await self._name_and_workflow(task_id)
@@ -552,6 +564,19 @@ class TaskStore:
         if outcome == "task":
             raise StateStoreError(
                 f"a write for task {task_id} named it {task!r}, but it is {text(detail)}"
+            )
+        if outcome == "workflow":
+            # The caller's word on membership disagrees with the record (a message from
+            # another version, or a bug): written again with what the record says.
+            return await self.transition(
+                task_id,
+                status,
+                progress=progress,
+                result=result,
+                error=error,
+                retry_at=retry_at,
+                start_delivery=start_delivery,
+                attempt=attempt,
             )
         raise InvalidTransitionError(str(task_id), current=text(detail), requested=status.value)
 

@@ -410,6 +410,8 @@ class TaskRunner:
                     error=error,
                     progress=progress,
                     attempt=attempt,
+                    # From the message: the store need not read it first.
+                    workflow=message.workflow.id if message.workflow else None,
                 )
             )
         except (InvalidTransitionError, TaskNotFoundError) as refused:

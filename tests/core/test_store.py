@@ -23,6 +23,13 @@ from services.core.redis_client import RedisClient
 from services.core.settings import Settings
 from services.core.states import TaskState
 from services.core.store import EVENTS_MAX_LEN, Reclaimed, TaskStore
+from services.core.workflows import (
+    Signature,
+    WorkflowKind,
+    WorkflowLink,
+    WorkflowSpec,
+    member_id,
+)
 from tests.helpers import eventually
 
 
@@ -501,3 +508,56 @@ async def test_a_history_whose_oldest_events_were_trimmed_starts_at_the_first_ke
     assert history[0].version == first_version
     assert [r.version for r in history] == list(range(first_version, history[-1].version + 1))
     assert history[-1].model_dump() == (await store.get(task_id)).model_dump()
+
+
+async def _group_member(store: TaskStore) -> tuple[uuid.UUID, uuid.UUID]:
+    """A group of one noop member, created and started; returns (workflow id, member id)."""
+    workflow_id = uuid.uuid4()
+    await store.workflow_book().create(
+        workflow_id,
+        WorkflowSpec(kind=WorkflowKind.GROUP, tasks=[Signature(task="noop", payload={})]),
+    )
+    member = member_id(workflow_id, 0)
+    await store.create(member, "noop", {}, workflow=WorkflowLink(id=workflow_id, step=0))
+    await store.transition(member, TaskState.PROGRESS, task="noop", start_delivery="t/0/1")
+    return workflow_id, member
+
+
+async def test_a_terminal_write_told_the_name_and_workflow_reads_nothing_first(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflow_id, member = await _group_member(store)
+    plain = uuid.uuid4()
+    await store.create(plain, "noop", {})
+    await store.transition(plain, TaskState.PROGRESS, task="noop", start_delivery="t/0/2")
+    reads = 0
+    hmget = store._redis.hmget
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        return hmget(*args, **kwargs)
+
+    monkeypatch.setattr(store._redis, "hmget", counted)
+
+    done = await store.transition(
+        plain, TaskState.COMPLETE, task="noop", result=1, attempt=1, workflow=None
+    )
+    member_done = await store.transition(
+        member, TaskState.COMPLETE, task="noop", result=2, attempt=1, workflow=workflow_id
+    )
+
+    assert reads == 0
+    assert (done.status, member_done.status) == (TaskState.COMPLETE, TaskState.COMPLETE)
+    # The member's write finished its group, in the same script.
+    assert (await store.workflow_book().read(workflow_id)).status == "COMPLETE"
+
+
+async def test_a_member_written_as_if_in_no_workflow_still_tells_its_workflow(
+    store: TaskStore,
+) -> None:
+    # A member's message from a version that did not carry its workflow: the workflow is
+    # still told (the record says it is a member).
+    workflow_id, member = await _group_member(store)
+    await store.transition(member, TaskState.COMPLETE, task="noop", result=2, workflow=None)
+    assert (await store.workflow_book().read(workflow_id)).status == "COMPLETE"
