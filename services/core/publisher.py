@@ -47,7 +47,10 @@ class TaskPublisher:
                     acks="all",
                     enable_idempotence=True,
                     request_timeout_ms=self._settings.kafka_request_timeout_ms,
-                    linger_ms=2,
+                    # No linger: at a moderate rate each message went alone anyway, 2 ms
+                    # later (200 tasks/s: Kafka's part of a task's way 5.6 -> 2.7 ms p50).
+                    # Under load, messages still batch while a request is in flight.
+                    linger_ms=0,
                     **client_options(self._settings),
                 )
                 try:
