@@ -14,7 +14,9 @@ from services.tasks import catalog
 
 class SleepPayload(BaseModel):
     seconds: float = Field(default=10.0, ge=0, le=3600, description="How long to wait.")
-    steps: int = Field(default=10, ge=1, le=1000, description="How many progress reports.")
+    steps: int = Field(
+        default=10, ge=1, le=1000, description="Steps to wait in; progress after each but the last."
+    )
 
 
 class SleepResult(BaseModel):
@@ -23,11 +25,13 @@ class SleepResult(BaseModel):
 
 @catalog.task(prioritized=True)
 async def sleep(payload: SleepPayload, ctx: TaskContext) -> SleepResult:
-    """Wait, reporting progress as it goes (the proof of concept's 10-15 s task)."""
+    """Wait, reporting progress as it goes (the proof of concept's 10-15 s task): after each
+    step but the last, whose report is the result (the start is reported by the worker)."""
     step = payload.seconds / payload.steps
-    for done in range(payload.steps):
-        await ctx.progress(100 * done / payload.steps, f"step {done + 1} of {payload.steps}")
+    for done in range(1, payload.steps + 1):
         await asyncio.sleep(step)
+        if done < payload.steps:
+            await ctx.progress(100 * done / payload.steps, f"step {done} of {payload.steps}")
     return SleepResult(slept_seconds=payload.seconds)
 
 
