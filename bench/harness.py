@@ -28,9 +28,14 @@ CELERY_REDIS_DB = 1
 
 
 def ensure_backends(home: Path = BENCH_HOME) -> stack.StackState:
-    """Kafka and Redis for the benchmarks; reuses the jar cache of the default home."""
+    """Kafka and Redis for the benchmarks, started with no data (a pair left running by
+    ``--keep-stack`` is reused as it is); reuses the jar cache of the default home.
+
+    Kept data would skew every later run: each run adds a namespace's topics (52 partitions
+    with the demo catalog) and records, and a broker with thousands of idle partitions costs
+    more CPU per task (one checkout's bench Kafka had grown to 2,059 partition directories)."""
     stack.share_jar_cache(home)
-    state, _ = stack.ensure_backends(home)
+    state, _ = stack.ensure_backends(home, keep_data=False)
     return state
 
 

@@ -82,7 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=["kafka-tasks", "celery"], help="skip the other system")
     parser.add_argument("--profile", action="store_true", help="py-spy the kafka-tasks processes")
     parser.add_argument(
-        "--keep-stack", action="store_true", help="leave Kafka + Redis running for the next run"
+        "--keep-stack",
+        action="store_true",
+        help="leave Kafka + Redis running for the next run (which then reuses them, with this "
+        "run's topics and records; without it each run starts both with no data)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
