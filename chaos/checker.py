@@ -45,6 +45,21 @@ class Violation:
     """Seconds since the run started, when it can be placed in time."""
 
 
+@dataclass(frozen=True)
+class ApiKill:
+    api: str
+    struck: float
+    """When SIGKILL went out."""
+    gone: float
+    """When the process was seen to have exited. Until then its listening socket can still
+    take a connection that the dying process then drops: no answer, not a refusal."""
+
+    def cut(self, op: Op) -> bool:
+        """Whether ``op`` was on its way to this API at some moment while it was dying."""
+        answered = op.answered_at if op.answered_at is not None else float("inf")
+        return op.api == self.api and op.sent_at <= self.gone and answered >= self.struck
+
+
 @dataclass
 class Verdict:
     violations: list[Violation] = field(default_factory=list)
@@ -69,7 +84,7 @@ def check(
     *,
     bounds: dict[str, float],
     deaths: list[tuple[float, str, str]],
-    api_kills: list[tuple[str, float]],
+    api_kills: list[ApiKill],
     settled: bool,
 ) -> Verdict:
     verdict = Verdict()
@@ -271,16 +286,14 @@ def _check_indexes(verdict: Verdict, snapshot: Snapshot) -> None:
 
 
 def _check_answer_times(
-    verdict: Verdict, ops: list[Op], bounds: dict[str, float], api_kills: list[tuple[str, float]]
+    verdict: Verdict, ops: list[Op], bounds: dict[str, float], api_kills: list[ApiKill]
 ) -> None:
     for op in ops:
         if op.failure == "refused":
             continue  # nothing reached an API
         if op.status is not None and op.status >= 500 and op.status not in (503, 504):
             verdict.fail("no-500", f"{op.kind} #{op.number} answered {op.status}", at=op.sent_at)
-        killed = any(
-            api == op.api and op.sent_at <= at <= (op.answered_at or at) for api, at in api_kills
-        )
+        killed = any(kill.cut(op) for kill in api_kills)
         if op.failure == "no-answer" and killed:
             continue  # its API process was killed under it: no answer is the answer
         limit = bounds[op.kind] + ANSWER_MARGIN_SECONDS

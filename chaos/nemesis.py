@@ -126,6 +126,8 @@ class Injected:
     started: float | None = None
     struck: float | None = None
     """When the signal went out (an API kill comes after its burst is on its way)."""
+    gone: float | None = None
+    """When a killed or stopped target's process was seen to have exited."""
     healed: float | None = None
     note: str = ""
 
@@ -190,6 +192,7 @@ class Nemesis:
             cluster.signal(target, sig)
         for target in targets:
             await asyncio.to_thread(cluster.wait_gone, target)
+        item.gone = self.clock()
         return lambda: self._restart(targets)
 
     def _resume(self, targets: list[str]) -> asyncio.Future[None]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos.checker import check
+from chaos.checker import ApiKill, check
 from chaos.cluster import ChaosCluster, answer_bounds
 from chaos.nemesis import FaultKind, Nemesis, plan
 from chaos.report import Run
@@ -83,9 +83,11 @@ async def run(options: Options, progress: Progress | None = None) -> Run:
             next(iter(cluster.api_urls.values())),
         )
         api_kills = [
-            (target, item.struck)
+            ApiKill(target, item.struck, item.gone)
             for item in nemesis.injected
-            if item.fault.kind is FaultKind.API_KILL and item.struck is not None
+            if item.fault.kind is FaultKind.API_KILL
+            and item.struck is not None
+            and item.gone is not None
             for target in item.fault.targets
         ]
         verdict = check(

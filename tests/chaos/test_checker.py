@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from chaos.checker import check
+from chaos.checker import ApiKill, check
 from chaos.snapshot import Snapshot
 from chaos.workload import Op
 from services.core.models import DeadLetter, TaskError, TaskMessage, TaskRecord, utcnow
@@ -101,7 +101,9 @@ def test_a_record_left_by_a_refused_submission_is_a_violation() -> None:
     # The same record after a submission that got no answer ran to its end: allowed.
     ops[0].status, ops[0].failure = None, "no-answer"
     ops[0].answered_at = None
-    verdict = check(ops, snap, bounds=BOUNDS, deaths=[], api_kills=[("api-1", 1.1)], settled=True)
+    verdict = check(
+        ops, snap, bounds=BOUNDS, deaths=[], api_kills=[ApiKill("api-1", 1.1, 1.3)], settled=True
+    )
     assert verdict.violations == []
 
 
@@ -145,3 +147,25 @@ def test_a_cancel_answered_200_must_end_cancelled_and_slow_answers_are_caught() 
     states = (TaskState.PENDING, TaskState.PROGRESS, TaskState.COMPLETE)
     snap = snapshot({task_id: done}, {task_id: history(task_id, "sleep", *states)})
     assert checks_failed(ops, snap) == {"cancel-kept", "answer-time"}
+
+
+def test_no_answer_is_excused_only_from_an_api_that_was_dying_while_the_request_was_out() -> None:
+    # api-1 was SIGKILLed at 10.0 and seen gone at 10.4: a connection its socket took in
+    # between is dropped without an answer, which is what a killed pod does too.
+    kill = ApiKill("api-1", 10.0, 10.4)
+    ops = [
+        Op(0, "submit", "api-1", sent_at=9.9, answered_at=10.1),  # out when the kill came
+        Op(1, "submit", "api-1", sent_at=10.2, answered_at=10.2),  # sent while it was dying
+        Op(2, "submit", "api-1", sent_at=11.0, answered_at=11.0),  # after it was gone
+        Op(3, "submit", "api-2", sent_at=10.2, answered_at=10.2),  # to the other API
+        Op(4, "submit", "api-1", sent_at=9.0, answered_at=9.5),  # before the kill
+    ]
+    for op in ops:
+        op.failure = "no-answer"
+    verdict = check(ops, snapshot({}, {}), bounds=BOUNDS, deaths=[], api_kills=[kill], settled=True)
+    unexcused = [v.detail for v in verdict.violations if v.check == "answer-time"]
+    assert [detail.split(" to ")[0] for detail in unexcused] == [
+        "submit #2",
+        "submit #3",
+        "submit #4",
+    ]
