@@ -119,8 +119,9 @@ def _redact(manifest: dict[str, Any], path: str) -> None:
 
 def wait_graph(rendered: RenderedStack) -> dict[str, set[str]]:
     """For each Kubernetes object or chart, what the engine makes it wait for. A dependency on
-    a component stands for all of its children; namespaces (a prerequisite of everything) are
-    left out so the summary shows the ordering that matters."""
+    a component stands for all of its children; namespaces and the read of the stack's own
+    outputs (prerequisites of everything) are left out so the summary shows the ordering
+    that matters."""
     by_urn = {r.urn: r for r in rendered.resources}
     children: dict[str, list[str]] = {}
     for r in rendered.resources:
@@ -146,7 +147,11 @@ def wait_graph(rendered: RenderedStack) -> dict[str, set[str]]:
                 waits.update(leaves(dep))
             node = by_urn.get(node.parent)
         graph[r.urn] = {
-            u for u in waits if u in by_urn and by_urn[u].inputs.get("kind") != "Namespace"
+            u
+            for u in waits
+            if u in by_urn
+            and by_urn[u].inputs.get("kind") != "Namespace"
+            and by_urn[u].type != STACK_REFERENCE_TYPE
         }
     return graph
 
@@ -204,6 +209,7 @@ def summary(report: StackReport) -> str:
         f"({len(components)} components, {sum(kinds.values())} Kubernetes objects, "
         f"{len(rendered.by_type(HELM_CHART_TYPE))} Helm charts)",
         "   " + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())),
+        "   first, before any object: a read of the stack's own outputs (the topic layout)",
         "   longest wait chain: " + " -> ".join(dependency_chain(rendered)),
         *(
             f"   {line}"

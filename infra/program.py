@@ -27,37 +27,51 @@ from services.core.access import Component
 def define_stack() -> None:
     config, secrets = stack_config.load()
 
-    namespaces = Namespaces("namespaces", config)
-    strimzi = StrimziOperator("strimzi", config, namespaces.kafka)
+    # The topics' deployed layout, read back from this stack's own outputs: a change Kafka
+    # cannot make stops the run before any topic is sent instead of leaving KafkaTopics
+    # Ready=False. Every component waits for that read (children wait for their component),
+    # so no step writes the stack's state while it is being read: the local file backend
+    # (gocloud's fileblob) rewrites the checkpoint's ".attrs" file in place, and a read racing
+    # that write meets it empty and fails with "failed to load checkpoint: EOF".
+    own_stack = pulumi.StackReference(
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    )
+    layout = own_stack.get_output(topic_layout.OUTPUT).apply(
+        lambda outputs: topic_layout.checked_change(
+            topic_layout.deployed_layout(outputs), topic_layout.TopicLayout.of(config)
+        )
+    )
+
+    def after_the_read(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(depends_on=[own_stack, *depends_on])
+
+    namespaces = Namespaces("namespaces", config, opts=after_the_read())
+    strimzi = StrimziOperator("strimzi", config, namespaces.kafka, opts=after_the_read())
     kafka = KafkaCluster(
         "kafka",
         config,
         namespaces.kafka,
         operator=strimzi.chart,
         client_peers=kafka_client_peers(config, KEDA_OPERATOR),
+        opts=after_the_read(),
     )
-    # The topics' deployed layout, read back from this stack's own outputs: a change Kafka
-    # cannot make stops the run here instead of leaving KafkaTopics Ready=False.
-    deployed = pulumi.StackReference(
-        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    ).get_output(topic_layout.OUTPUT)
-    layout = deployed.apply(
-        lambda outputs: topic_layout.checked_change(
-            topic_layout.deployed_layout(outputs), topic_layout.TopicLayout.of(config)
-        )
+    topics = KafkaTopics("topics", config, kafka, layout, opts=after_the_read())
+    users = KafkaUsers("kafka-users", config, kafka, opts=after_the_read())
+    kafka_access = KafkaAccessSecrets(
+        "kafka-access", config, kafka, users, namespaces.app, opts=after_the_read()
     )
-    topics = KafkaTopics("topics", config, kafka, layout)
-    users = KafkaUsers("kafka-users", config, kafka)
-    kafka_access = KafkaAccessSecrets("kafka-access", config, kafka, users, namespaces.app)
     redis = Redis(
         "redis",
         config,
         secrets,
         namespaces.app,
         client_names=[contract.API_SERVICE_NAME, contract.WORKER_SERVICE_NAME],
+        opts=after_the_read(),
     )
-    keda = Keda("keda", config, namespaces.keda)
-    ingress = ApiIngress("ingress", config, namespaces.ingress, namespaces.app)
+    keda = Keda("keda", config, namespaces.keda, opts=after_the_read())
+    ingress = ApiIngress(
+        "ingress", config, namespaces.ingress, namespaces.app, opts=after_the_read()
+    )
     app = Application(
         "app",
         config,
@@ -66,7 +80,7 @@ def define_stack() -> None:
         redis_urls=redis.urls,
         # Depending on a component waits for all its children: every topic Ready, Redis up,
         # every component's Kafka credentials written.
-        opts=pulumi.ResourceOptions(depends_on=[topics, redis, kafka_access]),
+        opts=after_the_read(topics, redis, kafka_access),
     )
     WorkerAutoscaling(
         "autoscaling",
@@ -74,7 +88,7 @@ def define_stack() -> None:
         keda,
         app.worker,
         # KEDA's own credentials only: its TriggerAuthentication reads that Secret.
-        opts=pulumi.ResourceOptions(depends_on=[kafka_access.accesses[Component.KEDA]]),
+        opts=after_the_read(kafka_access.accesses[Component.KEDA]),
     )
 
     pulumi.export("apiUrl", ingress.url)

@@ -13,7 +13,7 @@ from infra.components.kafka_users import binding_secret
 from infra.components.redis import service_password
 from infra.config import StackConfig, parse_config
 from infra.errors import ConfigError
-from infra.render import PREVIEW_SECRET, RenderedStack, stack_config
+from infra.render import PREVIEW_SECRET, STACK_REFERENCE_TYPE, RenderedStack, stack_config
 from services.core import access, contract, topics
 from services.core.access import Component
 from services.core.contract import WORKER_AUTO_OFFSET_RESET
@@ -135,6 +135,16 @@ def test_kafka_waits_for_the_operator_chart_and_its_node_pools(stack: RenderedSt
     for pool in stack.kind("KafkaNodePool"):
         assert stack.depends_on(kafka, pool)
         assert stack.depends_on(pool, stack.named("strimzi-chart"))
+
+
+def test_nothing_is_sent_before_the_stack_has_read_its_own_outputs(stack: RenderedStack) -> None:
+    """No step writes the stack's state while the program reads it (infra.program says why
+    that matters with a local file backend)."""
+    (own_outputs,) = stack.by_type(STACK_REFERENCE_TYPE)
+    objects = [r for r in stack.resources if r.custom and r is not own_outputs]
+    assert len(objects) > 40
+    for resource in objects:
+        assert stack.depends_on(resource, own_outputs), resource.name
 
 
 def test_topics_wait_for_kafka(stack: RenderedStack) -> None:
