@@ -32,7 +32,7 @@ from services.api.security import (
 )
 from services.api.streams import StreamSlots
 from services.api.timing import RequestTiming
-from services.core import contract, policy
+from services.core import contract, kafka_security, policy
 from services.core.catalog import Catalog
 from services.core.errors import (
     BackendUnavailableError,
@@ -75,6 +75,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
         )
         try:
             await verify_credentials(redis)
+            await kafka_security.verify_credentials(settings)
         except ConfigurationError as refused:
             log.error("refusing to start", reason=str(refused))
             raise

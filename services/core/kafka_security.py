@@ -6,18 +6,22 @@ consumer, admin): ``security_protocol``, the TLS context and, for SASL_SSL, the 
 Nothing else in the services spells out a security setting.
 
 ``access_denied`` turns Kafka's authentication and authorization refusals into one clear
-error (``AccessDeniedError``) that names the user, the operation and what to check.
+error (``AccessDeniedError``) that names the user, the operation and what to check;
+``verify_credentials`` finds, at start, a refused login that aiokafka reports as an outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     IllegalSaslStateError,
+    KafkaError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
@@ -127,3 +131,40 @@ def access_denied(
             ),
         )
     return None
+
+
+PROBE_SECONDS = 3.0
+"""For the whole check: a broker that answers logs in or refuses in milliseconds; a paused one
+would otherwise hold a starting service for a request timeout per bootstrap server."""
+
+
+async def verify_credentials(settings: Settings) -> None:
+    """Refuse to start with credentials Kafka rejects, as with Redis's: a wrong password is a
+    clear error at start (ConfigurationError), not a service waiting for Kafka to let it in.
+
+    aiokafka's clients log a refused login while they bootstrap and then raise a bare
+    ``KafkaConnectionError("Unable to bootstrap ...")``, which reads like Kafka being down.
+    One direct connection to the bootstrap servers tells the two apart. A Kafka that does not
+    answer in time is no reason to refuse (that is an outage, which the services wait out)."""
+    if settings.kafka_security_protocol != "SASL_SSL":
+        return
+    options = client_options(settings)
+    timeout_ms = int(PROBE_SECONDS * 1000)
+    try:
+        async with asyncio.timeout(PROBE_SECONDS):
+            for host, port, _ in collect_hosts(settings.kafka_bootstrap_servers, randomize=False):
+                try:
+                    conn = await create_conn(host, port, request_timeout_ms=timeout_ms, **options)
+                except AUTHENTICATION_ERRORS as error:
+                    raise ConfigurationError(
+                        f"Kafka refused the login as {settings.kafka_sasl_username!r} ({error}): "
+                        "set KT_KAFKA_SASL_USERNAME / KT_KAFKA_SASL_PASSWORD to this component's "
+                        "KafkaUser and its password, and kafka_sasl_mechanism to the mechanism "
+                        "the user was made for"
+                    ) from error
+                except (KafkaError, OSError):
+                    continue  # this broker does not answer; another may
+                conn.close()
+                return
+    except TimeoutError:
+        return

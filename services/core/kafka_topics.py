@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from services.core import policy, topics
 from services.core.catalog import Catalog
-from services.core.kafka_security import client_options
+from services.core.kafka_security import client_options, verify_credentials
 from services.core.logs import get_logger
 from services.core.settings import Settings
 
@@ -68,7 +68,8 @@ async def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
 async def wait_for_kafka(settings: Settings, catalog: Catalog) -> None:
     """Before a worker starts: wait out a Kafka that does not answer yet (a worker started
     during an outage waits for it instead of exiting), and declare the topics when they are
-    ours to declare."""
+    ours to declare. A Kafka that answers but refuses the login is no outage: that raises
+    ConfigurationError."""
     delay = 0.5
     while True:
         try:
@@ -78,6 +79,7 @@ async def wait_for_kafka(settings: Settings, catalog: Catalog) -> None:
                 await _answers(settings)
             return
         except (KafkaError, OSError, TimeoutError) as error:
+            await verify_credentials(settings)
             log.warning(
                 "kafka unavailable; waiting for it before starting",
                 error=str(error) or type(error).__name__,

@@ -40,10 +40,10 @@ def main() -> None:
     configure(level=settings.log_level, json=settings.log_json)
     try:
         asyncio.run(check_redis_credentials(settings))
+        asyncio.run(wait_for_kafka(settings, catalog))
     except ConfigurationError as refused:
         print(f"kafka-tasks worker refuses to start: {refused}", file=sys.stderr)
         raise SystemExit(2) from None
-    asyncio.run(wait_for_kafka(settings, catalog))
     redis = connect(settings)
     store = TaskStore.from_settings(redis, settings)
     publisher = TaskPublisher(settings)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from devstack import stack
+from devstack import processes, stack
 from services.core.errors import ConfigurationError
-from services.core.kafka_security import client_options, faust_credentials
+from services.core.kafka_security import (
+    PROBE_SECONDS,
+    client_options,
+    faust_credentials,
+    verify_credentials,
+)
 from services.core.settings import Settings
 
 
@@ -74,3 +80,27 @@ def test_a_missing_or_unreadable_ca_file_is_a_configuration_error(tmp_path: Path
     garbage.write_text("not a certificate")
     with pytest.raises(ConfigurationError, match="cannot be loaded"):
         client_options(Settings(kafka_security_protocol="SSL", kafka_ssl_ca_file=garbage))
+
+
+async def test_the_start_check_lets_through_a_kafka_that_does_not_answer() -> None:
+    """An outage is no reason to refuse a start: a closed port, and a broker that takes the
+    connection but never answers (paused), both pass, the second within the check's bound."""
+    closed = processes.free_port()
+    taken: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda _, writer: taken.append(writer), "127.0.0.1", 0)
+    silent_port = silent.sockets[0].getsockname()[1]
+    settings = Settings(
+        kafka_bootstrap_servers=f"127.0.0.1:{closed},127.0.0.1:{silent_port}",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username="kafka-tasks-worker",
+        kafka_sasl_password=SecretStr("secret"),
+    )
+    try:
+        async with asyncio.timeout(PROBE_SECONDS + 2):
+            await verify_credentials(settings)
+    finally:
+        for writer in taken:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+    assert taken  # the silent broker was reached, so the bound was what ended the check

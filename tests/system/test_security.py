@@ -280,6 +280,30 @@ async def test_a_wrong_redis_password_is_a_clear_error_at_start_not_a_hang(
         stack.stop_app(secure_backends, name, grace_seconds=5)
 
 
+@pytest.mark.parametrize("service", ["api", "worker"])
+async def test_a_wrong_kafka_password_is_a_clear_error_at_start_not_a_wait(
+    secure_backends: stack.StackState, secure_namespace: str, service: str
+) -> None:
+    """aiokafka reports a refused login as "Unable to bootstrap", which alone would read like
+    an outage: the worker would wait for Kafka forever and the API would answer 503."""
+    name = f"{secure_namespace}-{service}-wrong-kafka-password"
+    env = {"KT_KAFKA_SASL_PASSWORD": "not-the-password", "KT_API_KEYS": json.dumps([API_KEY])}
+    start = stack.start_api if service == "api" else stack.start_worker
+    app = start(secure_backends, namespace=secure_namespace, name=name, extra_env=env)
+    try:
+        exited = await asyncio.to_thread(
+            processes.wait_for, lambda: not processes.alive(app.pid), timeout=60
+        )
+        assert exited, f"the {service} kept running with a wrong Kafka password"
+        assert processes.exit_code(app.pid) not in (0, None)
+        log = await asyncio.to_thread(Path(app.log).read_text, errors="replace")
+        assert "Kafka refused the login as" in log
+        assert "SaslAuthenticationFailed" in log
+        assert "kafka unavailable" not in log
+    finally:
+        stack.stop_app(secure_backends, name, grace_seconds=5)
+
+
 def test_the_secure_stack_keeps_its_secrets_to_its_owner(
     secure_backends: stack.StackState,
 ) -> None:
