@@ -269,6 +269,9 @@ def workflow_submit(
             '"payload": {"x": 1}}, ...]}; a chord adds "callback".'
         ),
     ],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Repeat the same workflow safely with the same key.")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until it ends.")] = False,
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after seconds.")
@@ -284,7 +287,7 @@ def workflow_submit(
     except ValidationError as error:
         raise typer.BadParameter(str(error), param_hint="SPEC") from None
     with client(url, api_key) as http:
-        record = http.submit_workflow(body)
+        record = http.submit_workflow(body, idempotency_key=idempotency_key)
         if wait:
             record = http.wait_workflow(record.id, timeout=timeout)
         emit_workflow(record, as_json)

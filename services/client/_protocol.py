@@ -25,7 +25,7 @@ from services.core.models import TaskRecord
 from services.core.priorities import Priority
 from services.core.schedules import ScheduleStatus
 from services.core.states import TaskState
-from services.core.workflows import WorkflowRecord, WorkflowState
+from services.core.workflows import WorkflowRecord, WorkflowSpec, WorkflowState
 
 URL_ENV = "KAFKA_TASKS_URL"
 API_KEY_ENV = "KAFKA_TASKS_API_KEY"
@@ -176,6 +176,11 @@ def batch_submission(items: list[BatchItem], idempotency_key: str | None) -> dic
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     tasks = [{"task": task, "payload": payload or {}} for task, payload in items]
     return {"json": {"tasks": tasks}, "headers": headers}
+
+
+def workflow_submission(spec: WorkflowSpec, idempotency_key: str | None) -> dict[str, Any]:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return {"json": spec.request_body(), "headers": headers}
 
 
 def records_of(response: httpx.Response) -> list[TaskRecord]:

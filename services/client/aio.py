@@ -88,11 +88,17 @@ class AsyncClient:
         response = await (self._retrying(send) if idempotency_key else send())
         return protocol.record_of(response)
 
-    async def submit_workflow(self, spec: WorkflowSpec) -> WorkflowRecord:
+    async def submit_workflow(
+        self, spec: WorkflowSpec, *, idempotency_key: str | None = None
+    ) -> WorkflowRecord:
         """Submit a chain, group or chord (see ``services.client.canvas``); returns it
-        RUNNING, its first steps submitted."""
-        response = await self._http.post("/workflows", json=spec.request_body())
-        return protocol.workflow_of(response)
+        RUNNING, its first steps submitted. Retried on 503 only with a key."""
+        request = protocol.workflow_submission(spec, idempotency_key)
+
+        def send() -> Awaitable[httpx.Response]:
+            return self._http.post("/workflows", **request)
+
+        return protocol.workflow_of(await (self._retrying(send) if idempotency_key else send()))
 
     async def get_workflow(self, workflow_id: UUID | str) -> WorkflowRecord:
         """Its status, progress (``done`` of ``total``), members and results."""

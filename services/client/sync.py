@@ -85,11 +85,17 @@ class Client:
 
         return protocol.record_of(self._retrying(send) if idempotency_key else send())
 
-    def submit_workflow(self, spec: WorkflowSpec) -> WorkflowRecord:
+    def submit_workflow(
+        self, spec: WorkflowSpec, *, idempotency_key: str | None = None
+    ) -> WorkflowRecord:
         """Submit a chain, group or chord (see ``services.client.canvas``); returns it
-        RUNNING, its first steps submitted."""
-        response = self._http.post("/workflows", json=spec.request_body())
-        return protocol.workflow_of(response)
+        RUNNING, its first steps submitted. Retried on 503 only with a key."""
+        request = protocol.workflow_submission(spec, idempotency_key)
+
+        def send() -> httpx.Response:
+            return self._http.post("/workflows", **request)
+
+        return protocol.workflow_of(self._retrying(send) if idempotency_key else send())
 
     def get_workflow(self, workflow_id: UUID | str) -> WorkflowRecord:
         """Its status, progress (``done`` of ``total``), members and results."""

@@ -157,10 +157,10 @@ class StateStoreError(KafkaTasksError):
 
 
 class IdempotencyConflictError(KafkaTasksError):
-    def __init__(self, key: str, *, task_id: str) -> None:
+    def __init__(self, key: str, *, task_id: str, kind: str = "task") -> None:
         super().__init__(
-            f"Idempotency-Key {key!r} was already used for task {task_id} with a different "
-            "request; use a new key for a new task"
+            f"Idempotency-Key {key!r} was already used for {kind} {task_id} with a different "
+            f"request; use a new key for a new {kind}"
         )
         self.key = key
         self.task_id = task_id

@@ -22,8 +22,8 @@ Every key starts with ``<namespace>:{<shard tag>}:``, then:
 - ``events:<id>``: stream, one entry per write after the create with what it changed (none
   while the task is queued). Expires with its record.
 - ``withdrawn:<id>``: string, a submission the API took back. ``result_ttl_seconds``.
-- ``idempotency:<key>``: string ``<task id> <request hash>``. ``result_ttl_seconds``.
-  In the key's shard, which is its task's.
+- ``idempotency:<key>``: string ``<task or workflow id> <request hash>``.
+  ``result_ttl_seconds``. In the key's shard, which is its task's or workflow's.
 - ``deadlines``: sorted set, task ids by the time (ms) by which something must happen to
   them, or the reaper acts: a PENDING task's publication (until the API confirms it), a
   running attempt's lease (renewed by its worker), a retry's due time plus one lease, a

@@ -3,6 +3,7 @@ workflows with a step to submit. Every write is one script of ``workflow_scripts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -27,6 +28,24 @@ from services.core.workflows import (
 )
 
 Guard = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A workflow submission's Idempotency-Key and the hash of what it asked for."""
+
+    key: str
+    request_hash: str
+
+    @classmethod
+    def of(cls, key: str, spec: WorkflowSpec) -> Idempotency:
+        # "workflow" first: the same key used for a task (whose hash covers name and
+        # payload) never matches.
+        canonical = json.dumps(["workflow", spec.model_dump(mode="json")], sort_keys=True)
+        return cls(key, hashlib.sha256(canonical.encode()).hexdigest()[:32])
+
+    def value(self, workflow_id: UUID) -> str:
+        return f"{workflow_id} {self.request_hash}"
 
 
 @dataclass(frozen=True)
@@ -77,9 +96,16 @@ class WorkflowBook:
         self._attach = redis.register_script(workflow_scripts.ATTACH)
         self._settle = redis.register_script(workflow_scripts.SETTLE)
         self._end = redis.register_script(workflow_scripts.END)
+        self._release = redis.register_script(workflow_scripts.RELEASE)
 
-    async def create(self, workflow_id: UUID, spec: WorkflowSpec) -> None:
-        """Store a RUNNING workflow, due in the outbox (its first steps are to submit)."""
+    async def create(
+        self, workflow_id: UUID, spec: WorkflowSpec, *, idempotency: Idempotency | None = None
+    ) -> str | None:
+        """Store a RUNNING workflow, due in the outbox (its first steps are to submit).
+
+        With ``idempotency`` the workflow claims its key in the same script (the id must be
+        in the key's shard: ``keys.new_task_id(key)``); if the key is taken, nothing is
+        stored and the key's value (``<workflow id> <request hash>``) is returned."""
         keys = [
             self._keys.workflow(workflow_id),
             self._keys.workflow_events(workflow_id),
@@ -93,7 +119,20 @@ class WorkflowBook:
             "1" if spec.call_on_failure else "0",
             spec.model_dump_json(),
         ]
-        await self._guard(self._create(keys=keys, args=args))
+        if idempotency is not None:
+            keys.append(self._keys.idempotency(idempotency.key))
+            args += [idempotency.value(workflow_id), self._ttl]
+        outcome, detail = await self._guard(self._create(keys=keys, args=args))
+        return _text(detail) if _text(outcome) == "duplicate" else None
+
+    async def release(self, workflow_id: UUID, idempotency: Idempotency) -> None:
+        """Free the key a workflow claimed, if it still holds that workflow."""
+        await self._guard(
+            self._release(
+                keys=[self._keys.idempotency(idempotency.key)],
+                args=[idempotency.value(workflow_id)],
+            )
+        )
 
     async def fields(self, workflow_id: UUID) -> WorkflowFields:
         raw = await self._guard(self._redis.hgetall(self._keys.workflow(workflow_id)))

@@ -17,6 +17,7 @@ from uuid import UUID
 from pydantic import JsonValue
 
 from services.core.errors import (
+    IdempotencyConflictError,
     InvalidOptionError,
     InvalidPayloadError,
     InvalidTransitionError,
@@ -32,7 +33,7 @@ from services.core.logs import get_logger
 from services.core.states import TaskState
 from services.core.store import TaskStore
 from services.core.submission import Submitter
-from services.core.workflow_book import WorkflowBook, WorkflowFields
+from services.core.workflow_book import Idempotency, WorkflowBook, WorkflowFields
 from services.core.workflows import (
     FailedMember,
     Signature,
@@ -84,20 +85,37 @@ class WorkflowEngine:
                 if missing:
                     raise InvalidPayloadError(signature.task, errors=missing) from error
 
-    async def start(self, spec: WorkflowSpec) -> WorkflowRecord:
+    async def start(
+        self, spec: WorkflowSpec, *, idempotency_key: str | None = None
+    ) -> tuple[WorkflowRecord, bool]:
         """Store the workflow and submit its first steps (a chain's first link, every member
-        of a group or chord). Should that submission fail, the workflow is cancelled and the
-        error raised: nothing of it runs."""
+        of a group or chord); returns (record, started). Should that submission fail, the
+        workflow is cancelled and the error raised: nothing of it runs.
+
+        With an ``idempotency_key`` already used for the same workflow, that workflow is
+        returned with False (and whatever of its start is still due, submitted: its first
+        request may have died half-way); used for anything else, IdempotencyConflictError.
+        A start that failed frees its key, so the client's retry starts afresh."""
         self.check(spec)
-        workflow_id = new_task_id()
-        await self._book.create(workflow_id, spec)
+        idempotency = Idempotency.of(idempotency_key, spec) if idempotency_key else None
+        workflow_id = new_task_id(idempotency_key)
+        earlier = await self._book.create(workflow_id, spec, idempotency=idempotency)
+        if earlier is not None:
+            assert idempotency is not None
+            earlier_id, earlier_hash = earlier.split(" ")
+            if earlier_hash != idempotency.request_hash:
+                raise IdempotencyConflictError(idempotency.key, task_id=earlier_id, kind="workflow")
+            await self.advance(UUID(earlier_id))
+            return await self._book.read(UUID(earlier_id)), False
         try:
             await self.advance(workflow_id)
         except KafkaTasksError:
             await self.cancel(workflow_id)
+            if idempotency is not None:
+                await self._book.release(workflow_id, idempotency)
             raise
         log.info("workflow accepted", workflow_id=str(workflow_id), kind=spec.kind.value)
-        return await self._book.read(workflow_id)
+        return await self._book.read(workflow_id), True
 
     async def advance(self, workflow_id: UUID) -> int:
         """Submit whatever of the workflow is due and not yet submitted; returns how many

@@ -86,18 +86,32 @@ local function workflow_member_done(wf, wf_events, outbox, status)
 end
 """
 
-# KEYS: workflow, its events, outbox. ARGV: id, now (µs), kind, total, call on failure (1/0),
-# spec (JSON). Creates a RUNNING workflow, due in the outbox (its first steps to submit).
-# Returns 'ok' | 'exists'.
+# KEYS: workflow, its events, outbox[, Idempotency-Key]. ARGV: id, now (µs), kind, total,
+# call on failure (1/0), spec (JSON)[, the key's value "<id> <request hash>", its TTL (s)].
+# Creates a RUNNING workflow, due in the outbox (its first steps to submit), and claims the
+# key. Returns {'ok', ''} | {'exists', ''} | {'duplicate', the key's value}.
 CREATE: Final = f"""#!lua
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if KEYS[4] then
+  local previous = redis.call('GET', KEYS[4])
+  if previous then return {{'duplicate', previous}} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {{'exists', ''}} end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[3], 'total', ARGV[4],
            'call_on_failure', ARGV[5], 'spec', ARGV[6], 'status', 'RUNNING', 'done', 0,
            'version', 1, 'wake', 1, 'created_us', ARGV[2], 'updated_us', ARGV[2])
 redis.call('ZADD', KEYS[3], math.floor(tonumber(ARGV[2]) / 1000), ARGV[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', {EVENTS_MAX_LEN}, '*', 'status', 'RUNNING',
            'done', 0, 'total', ARGV[4], 'version', 1)
-return 'ok'
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8]) end
+return {{'ok', ''}}
+"""
+
+# KEYS: Idempotency-Key. ARGV: the value it must hold ("<workflow id> <request hash>").
+# Frees the key of a workflow whose start failed (cancelled): the client's retry with the
+# same key starts it afresh. Returns 1 if it was freed.
+RELEASE: Final = """#!lua
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
 """
 
 # KEYS: workflow, its events. ARGV: step, task id, now (µs).

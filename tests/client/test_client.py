@@ -171,8 +171,13 @@ async def test_workflows_through_the_typed_builder(apps: AppStack) -> None:
         )
         assert flow.status is WorkflowState.RUNNING
         done = await tasks.wait_workflow(flow.id, timeout=60)
-        chained = await tasks.submit_workflow(chain(sig("add", {"x": 2}), sig("add", {"x": 3})))
+        key = f"adds-{uuid.uuid4()}"
+        adds = chain(sig("add", {"x": 2}), sig("add", {"x": 3}))
+        chained = await tasks.submit_workflow(adds, idempotency_key=key)
         assert (await tasks.wait_workflow(chained.id, timeout=60)).result == 5
+        # The same key and workflow, sent again (a retry): the first one, not a second.
+        again = await tasks.submit_workflow(adds, idempotency_key=key)
+        assert (again.id, again.status, again.result) == (chained.id, WorkflowState.COMPLETE, 5)
         broken = await tasks.submit_workflow(chain(sig("fail"), sig("add")))
         with pytest.raises(WorkflowFailed) as failed:
             await tasks.wait_workflow(broken.id, timeout=60)

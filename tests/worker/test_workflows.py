@@ -311,6 +311,28 @@ async def test_a_step_left_by_a_worker_that_died_is_submitted_by_the_reaper(
     assert second["attempts"] == 1
 
 
+async def test_an_idempotency_key_answers_the_first_workflow_and_refuses_another(
+    start_apps: StartApps, namespace: str
+) -> None:
+    apps = start_apps(namespace, workers=0)
+    group = {"kind": "group", "tasks": [{"task": "add", "payload": {"x": n}} for n in (1, 2)]}
+    key = {"Idempotency-Key": "nightly-2026-11-30"}
+    async with apps.client() as client:
+        first = await client.post("/workflows", json=group, headers=key)
+        again = await client.post("/workflows", json=group, headers=key)
+        assert (first.status_code, again.status_code) == (202, 202), again.text
+        assert again.headers["Location"] == first.headers["Location"]
+        assert again.json()["members"] == first.json()["members"]
+        other = await client.post("/workflows", json={**group, "kind": "chain"}, headers=key)
+        assert other.status_code == 409, other.text
+        assert f"workflow {first.json()['id']}" in other.json()["detail"]
+        malformed = await client.post(
+            "/workflows", json=group, headers={"Idempotency-Key": "two words"}
+        )
+        assert malformed.status_code == 422, malformed.text
+        assert len(await tasks_named(client, "add")) == 2  # one per member, submitted once
+
+
 async def test_invalid_workflows_are_refused_with_what_to_fix(
     start_apps: StartApps, namespace: str
 ) -> None:

@@ -61,7 +61,7 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=200,
         pattern=r"^[\x21-\x7e]+$",
-        description="Repeat a submission safely: the same key returns the first task.",
+        description="Repeat a submission safely: the same key and body answer the first one again.",
     ),
 ]
 

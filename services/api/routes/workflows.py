@@ -11,7 +11,7 @@ from starlette.background import BackgroundTask
 
 from services.api.deps import ServicesDep
 from services.api.limits import require_json
-from services.api.routes.tasks import UNAVAILABLE, Responses
+from services.api.routes.tasks import UNAVAILABLE, IdempotencyKey, Responses
 from services.api.schemas import Problem, WorkflowCreate, WorkflowPublic, workflow_spec
 from services.core.errors import WorkflowFinishedError, WorkflowNotFoundError
 from services.core.workflows import WorkflowEvent
@@ -31,6 +31,7 @@ NOT_FOUND: Responses = {
     responses={
         400: {"model": Problem, "description": "The body could not be read (not UTF-8)."},
         404: {"model": Problem, "description": "A step names an unknown task."},
+        409: {"model": Problem, "description": "Idempotency-Key reused for another request."},
         413: {"model": Problem, "description": "A payload is too large."},
         415: {"model": Problem, "description": "Body is not application/json."},
         422: {
@@ -42,11 +43,15 @@ NOT_FOUND: Responses = {
     },
 )
 async def submit_workflow(
-    body: WorkflowCreate, services: ServicesDep, response: Response
+    body: WorkflowCreate,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> WorkflowPublic:
     """Accept a chain, group or chord: its first steps are submitted before the answer (a
-    chain's first link, every member of a group or chord); the rest as members finish."""
-    record = await services.workflows.start(workflow_spec(body))
+    chain's first link, every member of a group or chord); the rest as members finish. The
+    same Idempotency-Key with the same body answers the first workflow again."""
+    record, _ = await services.workflows.start(workflow_spec(body), idempotency_key=idempotency_key)
     response.headers["Location"] = f"/workflows/{record.id}"
     return WorkflowPublic.model_validate(record.model_dump())
 
