@@ -139,6 +139,10 @@ class Nemesis:
     clock: Callable[[], float]
     rng: random.Random
     injected: list[Injected] = field(default_factory=list)
+    claimed: set[str] = field(default_factory=set)
+    """Targets of the faults under way, from their start to their heal: a fault can wait
+    (for a task in retry, a burst) before its signal marks the target held, and another
+    fault on the same target must not start meanwhile."""
 
     async def run(self, faults: list[Fault]) -> None:
         """Inject every planned fault at its moment; returns when all are healed."""
@@ -155,19 +159,24 @@ class Nemesis:
         # a broker waiting for its quorum, a worker for Kafka) is waited for.
         # (Polled: restarts release their targets from worker threads.)
         for waited in itertools.count():
-            if not any(target in self.cluster.held for target in fault.targets):
+            taken = self.cluster.held | self.claimed
+            if not any(target in taken for target in fault.targets):
                 break
             if waited * 0.2 > HELD_WAIT_SECONDS:
                 item.note = f"left out: a target was still held after {HELD_WAIT_SECONDS} s"
                 return
             await asyncio.sleep(0.2)
-        item.started = self.clock()
-        if item.started - fault.start > 1:
-            item.note = f"delayed {item.started - fault.start:.0f} s: a target was still held"
-        resume = await self._inject(item)
-        await asyncio.sleep(max(0.0, item.started + fault.length - self.clock()))
-        await resume()
-        item.healed = self.clock()
+        self.claimed.update(fault.targets)
+        try:
+            item.started = self.clock()
+            if item.started - fault.start > 1:
+                item.note = f"delayed {item.started - fault.start:.0f} s: a target was still held"
+            resume = await self._inject(item)
+            await asyncio.sleep(max(0.0, item.started + fault.length - self.clock()))
+            await resume()
+            item.healed = self.clock()
+        finally:
+            self.claimed.difference_update(fault.targets)
 
     async def _inject(self, item: Injected) -> Callable[[], asyncio.Future[None]]:
         """Apply the fault; returns what heals it."""
