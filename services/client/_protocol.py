@@ -158,9 +158,8 @@ class Options:
 def submission(
     task: str, payload: dict[str, Any] | None, idempotency_key: str | None, options: Options
 ) -> dict[str, Any]:
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     body = {"task": task, "payload": payload or {}, **options.body()}
-    return {"json": body, "headers": headers}
+    return {"json": body, "headers": _key_header(idempotency_key)}
 
 
 def schedules_of(response: httpx.Response) -> list[ScheduleStatus]:
@@ -173,14 +172,16 @@ BatchItem = tuple[str, dict[str, Any] | None]
 
 
 def batch_submission(items: list[BatchItem], idempotency_key: str | None) -> dict[str, Any]:
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     tasks = [{"task": task, "payload": payload or {}} for task, payload in items]
-    return {"json": {"tasks": tasks}, "headers": headers}
+    return {"json": {"tasks": tasks}, "headers": _key_header(idempotency_key)}
 
 
 def workflow_submission(spec: WorkflowSpec, idempotency_key: str | None) -> dict[str, Any]:
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    return {"json": spec.request_body(), "headers": headers}
+    return {"json": spec.request_body(), "headers": _key_header(idempotency_key)}
+
+
+def _key_header(idempotency_key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
 
 def records_of(response: httpx.Response) -> list[TaskRecord]:

@@ -257,6 +257,24 @@ async def test_kafka_lets_in_neither_a_wrong_password_nor_plain_text(
         await plain_request()
 
 
+async def refused_at_start(
+    backends: stack.StackState, namespace: str, service: str, name: str, env: dict[str, str]
+) -> str:
+    """Start ``service`` with ``env``; it must exit non-zero within 60 s. Its log."""
+    start = stack.start_api if service == "api" else stack.start_worker
+    env = {"KT_API_KEYS": json.dumps([API_KEY]), **env}
+    app = start(backends, namespace=namespace, name=name, extra_env=env)
+    try:
+        exited = await asyncio.to_thread(
+            processes.wait_for, lambda: not processes.alive(app.pid), timeout=60
+        )
+        assert exited, f"the {service} kept running ({name})"
+        assert processes.exit_code(app.pid) not in (0, None)
+        return await asyncio.to_thread(Path(app.log).read_text, errors="replace")
+    finally:
+        stack.stop_app(backends, name, grace_seconds=5)
+
+
 @pytest.mark.parametrize("service", ["api", "worker"])
 async def test_a_wrong_redis_password_is_a_clear_error_at_start_not_a_hang(
     secure_backends: stack.StackState, secure_namespace: str, service: str
@@ -264,20 +282,11 @@ async def test_a_wrong_redis_password_is_a_clear_error_at_start_not_a_hang(
     settings = settings_of(secure_backends, secure_namespace, Component.WORKER)
     wrong_url = settings.redis_url.replace("kafka-tasks-worker:", "kafka-tasks-worker:wrong")
     name = f"{secure_namespace}-{service}-wrong-password"
-    env = {"KT_REDIS_URL": wrong_url, "KT_API_KEYS": json.dumps([API_KEY])}
-    start = stack.start_api if service == "api" else stack.start_worker
-    app = start(secure_backends, namespace=secure_namespace, name=name, extra_env=env)
-    try:
-        exited = await asyncio.to_thread(
-            processes.wait_for, lambda: not processes.alive(app.pid), timeout=60
-        )
-        assert exited, f"the {service} kept running with a wrong Redis password"
-        assert processes.exit_code(app.pid) not in (0, None)
-        log = await asyncio.to_thread(Path(app.log).read_text, errors="replace")
-        assert "Redis refused the credentials in KT_REDIS_URL" in log
-        assert "invalid username-password pair" in log  # Redis's own WRONGPASS reply
-    finally:
-        stack.stop_app(secure_backends, name, grace_seconds=5)
+    log = await refused_at_start(
+        secure_backends, secure_namespace, service, name, {"KT_REDIS_URL": wrong_url}
+    )
+    assert "Redis refused the credentials in KT_REDIS_URL" in log
+    assert "invalid username-password pair" in log  # Redis's own WRONGPASS reply
 
 
 @pytest.mark.parametrize("service", ["api", "worker"])
@@ -287,21 +296,11 @@ async def test_a_wrong_kafka_password_is_a_clear_error_at_start_not_a_wait(
     """aiokafka reports a refused login as "Unable to bootstrap", which alone would read like
     an outage: the worker would wait for Kafka forever and the API would answer 503."""
     name = f"{secure_namespace}-{service}-wrong-kafka-password"
-    env = {"KT_KAFKA_SASL_PASSWORD": "not-the-password", "KT_API_KEYS": json.dumps([API_KEY])}
-    start = stack.start_api if service == "api" else stack.start_worker
-    app = start(secure_backends, namespace=secure_namespace, name=name, extra_env=env)
-    try:
-        exited = await asyncio.to_thread(
-            processes.wait_for, lambda: not processes.alive(app.pid), timeout=60
-        )
-        assert exited, f"the {service} kept running with a wrong Kafka password"
-        assert processes.exit_code(app.pid) not in (0, None)
-        log = await asyncio.to_thread(Path(app.log).read_text, errors="replace")
-        assert "Kafka refused the login as" in log
-        assert "SaslAuthenticationFailed" in log
-        assert "kafka unavailable" not in log
-    finally:
-        stack.stop_app(secure_backends, name, grace_seconds=5)
+    env = {"KT_KAFKA_SASL_PASSWORD": "not-the-password"}
+    log = await refused_at_start(secure_backends, secure_namespace, service, name, env)
+    assert "Kafka refused the login as" in log
+    assert "SaslAuthenticationFailed" in log
+    assert "kafka unavailable" not in log
 
 
 def test_the_secure_stack_keeps_its_secrets_to_its_owner(
